@@ -1,0 +1,1 @@
+"""ETL: H5 + NPZ inputs -> warehouse Parquet and DuckDB file."""

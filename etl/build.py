@@ -1,0 +1,819 @@
+"""The ETL: H5 + NPZ -> partitioned Parquet + a DuckDB file of views and macros.
+
+Phases (memory is bounded by the chunk size, never by the input size):
+1. map reviews: stream `rev_idx`, give every review a compact `review_idx` and every
+   token its position in its review (rank in file order); spill both as .npy.
+2. explode: workers stream disjoint token ranges of `z_idx`/`z_val`, drop zero slots,
+   sort each chunk by feature and append it to one spill file per feature bucket;
+   they also tokenize the chunk's reviews and write the `tokens` table.
+3. merge: workers take buckets; each bucket's rows are gathered feature by feature
+   from the spills (each chunk's slice is already in token order, so no sort is
+   needed) and written as sorted Parquet, while feature statistics, the top
+   examples and per-star-rating counts are accumulated on the way.
+4. finish: reviews/features/top_examples/feature_stars Parquet, `warehouse.duckdb`,
+   `manifest.json`, a verification, and an atomic swap into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from etl.inputs import InputError, decode_ids, load_npz, open_h5
+from etl.progress import Progress
+from etl.tokenizer import load_tokenizer
+
+BUCKET_WIDTH = 64  # features per partition; the SQL macros use the same constant
+TOP_MATERIALIZED = 100  # top examples precomputed per feature; sql/macros.sql agrees
+DEFAULT_LATENTS = 24_576
+DEFAULT_CHUNK_TOKENS = 131_072
+SCHEMA_VERSION = 1
+_MERGE_BLOCK_ROWS = 1 << 21
+_ACTIVATION_ROW_GROUP = 1 << 17
+
+ALIGNMENTS = ("exact", "truncated", "mismatch", "no_tokens", "no_text")
+
+
+class BuildError(Exception):
+    """The build cannot proceed (one-line message)."""
+
+
+@dataclass
+class BuildSummary:
+    warehouse: str
+    n_tokens: int = 0
+    n_activations: int = 0
+    zero_slots_dropped: int = 0
+    n_reviews: int = 0
+    n_reviews_with_tokens: int = 0
+    h5_reviews_missing_from_npz: int = 0
+    npz_reviews_without_tokens: int = 0
+    alignment: dict[str, int] = field(default_factory=dict)
+    n_latents: int = 0
+    k: int = 0
+    seconds: float = 0.0
+    rows_per_second: float = 0.0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+
+# Shared, read-only state for worker processes (inherited through fork).
+_STATE: dict = {}
+
+
+def _spill_dtype(n_tokens: int) -> np.dtype:
+    pos = "<i8" if n_tokens >= 2**31 else "<i4"
+    return np.dtype([("token_pos", pos), ("review_idx", "<i4"), ("value", "<f4")])
+
+
+def _excl_cumsum(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    c = np.cumsum(a, axis=axis, dtype=np.int64)
+    return c - a
+
+
+def _gather_index(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(s, s + n) for each segment, vectorized."""
+    total = int(lens.sum())
+    return np.repeat(starts - _excl_cumsum(lens), lens) + np.arange(total, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- phase 1
+
+
+def _map_reviews(f, npz_ids: np.ndarray, work: Path, chunk: int, progress: bool):
+    """Assign review_idx to every token and its position within its review."""
+    index: dict[str, int] = {rid: i for i, rid in enumerate(npz_ids.tolist())}
+    ids: list[str] = list(npz_ids.tolist())
+
+    def idx_of(rid: str) -> int:
+        got = index.get(rid)
+        if got is None:
+            got = index[rid] = len(ids)
+            ids.append(rid)
+        return got
+
+    if "review_ids_unique" in f:
+        uniq = f["review_ids_unique"]
+        for s in range(0, uniq.shape[0], chunk):
+            for rid in decode_ids(uniq[s : s + chunk]).tolist():
+                idx_of(rid)
+
+    rev = f["rev_idx"]
+    n = rev.shape[0]
+    review_of = np.lib.format.open_memmap(work / "token_review.npy", "w+", np.int32, (n,))
+    position = np.lib.format.open_memmap(work / "token_position.npy", "w+", np.int32, (n,))
+    counts = np.zeros(max(len(ids), 1024), np.int64)
+    first = np.full(len(counts), np.iinfo(np.int64).max, np.int64)
+    last = np.full(len(counts), -1, np.int64)
+    bar = Progress("map reviews", n, progress)
+    for s in range(0, n, chunk):
+        raw = rev[s : s + chunk]
+        m = len(raw)
+        change = np.ones(m, bool)
+        change[1:] = raw[1:] != raw[:-1]
+        starts = np.flatnonzero(change)
+        lens = np.diff(np.append(starts, m))
+        run_idx = np.fromiter((idx_of(r) for r in decode_ids(raw[starts]).tolist()), np.int64)
+        if len(ids) > len(counts):
+            grow = max(len(ids), 2 * len(counts)) - len(counts)
+            counts = np.append(counts, np.zeros(grow, np.int64))
+            first = np.append(first, np.full(grow, np.iinfo(np.int64).max, np.int64))
+            last = np.append(last, np.full(grow, -1, np.int64))
+        # A review can appear in several runs of one chunk: offset each run by the
+        # tokens of the same review seen before it (earlier chunks, earlier runs).
+        order = np.argsort(run_idx, kind="stable")
+        sorted_runs, sorted_lens = run_idx[order], lens[order]
+        csum = _excl_cumsum(sorted_lens)
+        group_start = np.ones(len(order), bool)
+        group_start[1:] = sorted_runs[1:] != sorted_runs[:-1]
+        head = np.maximum.accumulate(np.where(group_start, np.arange(len(order)), 0))
+        run_offset = np.empty(len(order), np.int64)
+        run_offset[order] = counts[sorted_runs] + (csum - csum[head])
+        np.add.at(counts, run_idx, lens)
+        np.minimum.at(first, run_idx, s + starts)
+        np.maximum.at(last, run_idx, s + starts + lens - 1)
+        review_of[s : s + m] = np.repeat(run_idx, lens)
+        position[s : s + m] = np.repeat(run_offset - starts, lens) + np.arange(m)
+        bar.update(s + m)
+    bar.close()
+    review_of.flush()
+    position.flush()
+    r = len(ids)
+    return np.array(ids, dtype=object), counts[:r], first[:r], last[:r]
+
+
+# --------------------------------------------------------------------------- phase 2
+
+_TOKENS_SCHEMA = pa.schema(
+    [
+        ("token_pos", pa.int64()),
+        ("review_idx", pa.int32()),
+        ("position", pa.int32()),
+        ("token_id", pa.int32()),
+        ("token", pa.string()),
+        ("char_start", pa.int32()),
+        ("char_end", pa.int32()),
+    ]
+)
+
+
+def _explode_range(worker: int, a: int, b: int) -> dict:
+    import h5py
+
+    st = _STATE
+    n_latents, chunk, work = st["n_latents"], st["chunk"], st["work"]
+    spill_dtype = st["spill_dtype"]
+    tok = load_tokenizer(st["tokenizer"])
+    vocab = pa.array(tok.vocab_strings, pa.string())
+    review_of = np.load(work / "token_review.npy", mmap_mode="r")
+    position = np.load(work / "token_position.npy", mmap_mode="r")
+    n_tokens_of, texts, n_npz = st["n_tokens_of"], st["texts"], st["n_npz"]
+    sort_dtype = np.uint16 if n_latents <= 65536 else np.int64
+    bucket_edges = np.arange(0, n_latents + BUCKET_WIDTH, BUCKET_WIDTH).clip(max=n_latents)
+    n_buckets = len(bucket_edges) - 1
+
+    spills: dict[int, object] = {}
+    run_counts: list[np.ndarray] = []
+    text_lens: dict[int, int] = {}
+    zeros = rows = 0
+    writer = pq.ParquetWriter(
+        st["staging"] / "tokens" / f"part-{worker:04d}.parquet",
+        _TOKENS_SCHEMA,
+        compression="zstd",
+        use_dictionary=["token"],
+        column_encoding={
+            "token_pos": "DELTA_BINARY_PACKED",
+            "review_idx": "DELTA_BINARY_PACKED",
+            "position": "DELTA_BINARY_PACKED",
+            "char_start": "DELTA_BINARY_PACKED",
+            "char_end": "DELTA_BINARY_PACKED",
+        },
+    )
+    h5 = st["h5"]
+    try:
+        with h5py.File(h5, "r") as f:
+            z_idx, z_val = f["z_idx"], f["z_val"]
+            for s in range(a, b, chunk):
+                e = min(s + chunk, b)
+                idx = z_idx[s:e]
+                val = z_val[s:e].astype(np.float32, copy=False)
+                _validate_chunk(h5, s, idx, val, n_latents)
+                active = val != 0
+                n_active = int(active.sum())
+                zeros += active.size - n_active
+                rows += n_active
+                flat_active = active.ravel()
+                feat = idx.ravel()[flat_active].astype(sort_dtype, copy=False)
+                order = np.argsort(feat, kind="stable")
+                k = idx.shape[1]
+                token_pos = np.repeat(np.arange(s, e, dtype=np.int64), k)[flat_active]
+                reviews = np.repeat(np.asarray(review_of[s:e]), k)[flat_active]
+                rec = np.empty(n_active, spill_dtype)
+                rec["token_pos"] = token_pos[order]
+                rec["review_idx"] = reviews[order]
+                rec["value"] = val.ravel()[flat_active][order]
+                counts = np.bincount(feat, minlength=n_latents)
+                run_counts.append(counts.astype(np.int32))
+                ends = np.cumsum(counts)[bucket_edges[1:] - 1]
+                begins = np.append(0, ends[:-1])
+                for bucket in np.flatnonzero(ends > begins):
+                    fh = spills.get(bucket)
+                    if fh is None:
+                        fh = spills[bucket] = open(work / f"spill-{worker}-{bucket:05d}.bin", "ab")
+                    fh.write(rec[begins[bucket] : ends[bucket]].tobytes())
+                _write_tokens(
+                    writer,
+                    tok,
+                    vocab,
+                    texts,
+                    n_npz,
+                    n_tokens_of,
+                    text_lens,
+                    s,
+                    np.asarray(review_of[s:e]),
+                    np.asarray(position[s:e]),
+                )
+                st["counter"].value += e - s
+    finally:
+        writer.close()
+        for fh in spills.values():
+            fh.close()
+    runs = np.stack(run_counts) if run_counts else np.zeros((0, n_latents), np.int32)
+    np.save(work / f"runs-{worker}.npy", runs)
+    return {
+        "worker": worker,
+        "zeros": zeros,
+        "rows": rows,
+        "buckets": n_buckets,
+        "text_lens": text_lens,
+    }
+
+
+def _validate_chunk(h5: Path, s: int, idx: np.ndarray, val: np.ndarray, n_latents: int) -> None:
+    bad = (idx < 0) | (idx >= n_latents)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise InputError(
+            f"{h5}: z_idx[{s + r}, {c}] = {idx[r, c]} is outside [0, {n_latents}) "
+            "(pass --latents N if the SAE is wider)"
+        )
+    bad = ~np.isfinite(val) | (val < 0)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise InputError(f"{h5}: z_val[{s + r}, {c}] = {val[r, c]} is not a finite non-negative activation")
+
+
+def _write_tokens(writer, tok, vocab, texts, n_npz, n_tokens_of, text_lens, s, reviews, pos):
+    uniq, inv = np.unique(reviews, return_inverse=True)
+    has_text = uniq < n_npz
+    encs = tok.encode_batch([texts[u] for u in uniq[has_text]])
+    lens = np.zeros(len(uniq), np.int64)
+    lens[has_text] = [len(e.ids) for e in encs]
+    for u, n in zip(uniq[has_text].tolist(), lens[has_text].tolist()):
+        text_lens[u] = n
+    # Offsets are only trusted when the H5 tokens are a prefix of the text's tokens.
+    aligned = has_text & (n_tokens_of[uniq] <= lens)
+    base = np.zeros(len(uniq), np.int64)
+    base[has_text] = _excl_cumsum(lens[has_text])
+    if encs:
+        ids = np.concatenate([e.ids for e in encs])
+        starts = np.concatenate([e.starts for e in encs])
+        ends = np.concatenate([e.ends for e in encs])
+    else:
+        ids = starts = ends = np.zeros(0, np.int32)
+    valid = aligned[inv] & (pos < lens[inv])
+    gi = np.where(valid, base[inv] + pos, 0)
+    mask = ~valid
+    token_id = pa.array(ids[gi] if len(ids) else np.zeros(len(pos), np.int32), mask=~valid)
+    token = vocab.take(token_id)
+    writer.write_table(
+        pa.table(
+            {
+                "token_pos": np.arange(s, s + len(pos), dtype=np.int64),
+                "review_idx": reviews.astype(np.int32),
+                "position": pos.astype(np.int32),
+                "token_id": token_id,
+                "token": token,
+                "char_start": pa.array(starts[gi] if len(ids) else gi.astype(np.int32), mask=mask),
+                "char_end": pa.array(ends[gi] if len(ids) else gi.astype(np.int32), mask=mask),
+            },
+            schema=_TOKENS_SCHEMA,
+        )
+    )
+
+
+# --------------------------------------------------------------------------- phase 3
+
+_ACT_SCHEMA = pa.schema(
+    [
+        ("token_pos", pa.int64()),
+        ("review_idx", pa.int32()),
+        ("feature", pa.int32()),
+        ("value", pa.float32()),
+    ]
+)
+
+
+def _activation_writer(path: Path) -> pq.ParquetWriter:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return pq.ParquetWriter(
+        path,
+        _ACT_SCHEMA,
+        compression="zstd",
+        use_dictionary=["feature"],
+        column_encoding={
+            "token_pos": "DELTA_BINARY_PACKED",
+            "review_idx": "DELTA_BINARY_PACKED",
+            "value": "BYTE_STREAM_SPLIT",
+        },
+    )
+
+
+class _Top:
+    """The strongest activations of one feature: value desc, token_pos asc."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.tp = np.zeros(0, np.int64)
+        self.rv = np.zeros(0, np.int32)
+        self.v = np.zeros(0, np.float32)
+
+    def add(self, tp: np.ndarray, rv: np.ndarray, v: np.ndarray) -> None:
+        if len(v) > self.k:
+            cut = np.partition(v, len(v) - self.k)[len(v) - self.k]
+            keep = v >= cut
+            tp, rv, v = tp[keep], rv[keep], v[keep]
+        tp = np.concatenate([self.tp, tp.astype(np.int64)])
+        rv = np.concatenate([self.rv, rv.astype(np.int32)])
+        v = np.concatenate([self.v, v])
+        order = np.lexsort((tp, -v))[: self.k]
+        self.tp, self.rv, self.v = tp[order], rv[order], v[order]
+
+
+def _merge_bucket(bucket: int) -> dict:
+    st = _STATE
+    work, n_latents, workers = st["work"], st["n_latents"], st["workers"]
+    spill_dtype = st["spill_dtype"]
+    star_code, star_values = st["star_code"], st["star_values"]
+    n_star_values = len(star_values)
+    f_lo, f_hi = bucket * BUCKET_WIDTH, min((bucket + 1) * BUCKET_WIDTH, n_latents)
+    sources = []
+    for w in range(workers):
+        runs = np.load(work / f"runs-{w}.npy", mmap_mode="r")
+        counts = np.asarray(runs[:, f_lo:f_hi], dtype=np.int64)
+        path = work / f"spill-{w}-{bucket:05d}.bin"
+        if counts.sum() == 0 or not path.exists():
+            continue
+        run_base = _excl_cumsum(counts.sum(axis=1))
+        starts = run_base[:, None] + _excl_cumsum(counts, axis=1)
+        sources.append((np.memmap(path, dtype=spill_dtype, mode="r"), starts, counts))
+
+    writer = None
+    features, tops, stars_rows = [], [], []
+    for fi, feature in enumerate(range(f_lo, f_hi)):
+        n = 0
+        total = 0.0
+        vmax = np.float32(0)
+        top = _Top(TOP_MATERIALIZED)
+        run_reviews: list[np.ndarray] = []
+        run_maxes: list[np.ndarray] = []
+        for mm, starts, counts in sources:
+            lens = counts[:, fi]
+            nz = lens > 0
+            if not nz.any():
+                continue
+            seg_starts, seg_lens = starts[nz, fi], lens[nz]
+            block_of = (np.cumsum(seg_lens) - 1) // _MERGE_BLOCK_ROWS
+            cuts = np.flatnonzero(np.diff(block_of)) + 1
+            for lo, hi in zip(np.append(0, cuts), np.append(cuts, len(seg_lens))):
+                rows = mm[_gather_index(seg_starts[lo:hi], seg_lens[lo:hi])]
+                tp = rows["token_pos"].astype(np.int64)
+                rv, v = rows["review_idx"], rows["value"]
+                if writer is None:
+                    writer = _activation_writer(
+                        st["staging"] / "activations" / f"bucket={bucket}" / "part-0.parquet"
+                    )
+                writer.write_table(
+                    pa.table(
+                        {
+                            "token_pos": tp,
+                            "review_idx": rv,
+                            "feature": np.full(len(v), feature, np.int32),
+                            "value": v,
+                        },
+                        schema=_ACT_SCHEMA,
+                    ),
+                    row_group_size=_ACTIVATION_ROW_GROUP,
+                )
+                n += len(v)
+                total += float(v.sum(dtype=np.float64))
+                vmax = max(vmax, v.max())
+                top.add(tp, rv, v)
+                change = np.ones(len(rv), bool)
+                change[1:] = rv[1:] != rv[:-1]
+                heads = np.flatnonzero(change)
+                run_reviews.append(rv[heads])
+                run_maxes.append(np.maximum.reduceat(v, heads))
+        n_reviews = 0
+        if n:
+            rr, rm = np.concatenate(run_reviews), np.concatenate(run_maxes)
+            if len(rr) > 1 and not np.all(rr[1:] > rr[:-1]):
+                order = np.argsort(rr, kind="stable")
+                rr, rm = rr[order], rm[order]
+                heads = np.flatnonzero(np.append(True, rr[1:] != rr[:-1]))
+                rr, rm = rr[heads], np.maximum.reduceat(rm, heads)
+            n_reviews = len(rr)
+            code = star_code[rr]
+            rated = code >= 0
+            per_star = np.bincount(code[rated], minlength=n_star_values)
+            sum_max = np.bincount(code[rated], weights=rm[rated].astype(np.float64), minlength=n_star_values)
+            for c in np.flatnonzero(per_star):
+                stars_rows.append((feature, int(star_values[c]), int(per_star[c]), float(sum_max[c])))
+            for rank, (tp_, rv_, v_) in enumerate(zip(top.tp, top.rv, top.v), start=1):
+                tops.append((feature, rank, int(tp_), int(rv_), float(v_)))
+        features.append((feature, n, n_reviews, float(vmax) if n else None, total))
+    if writer is not None:
+        writer.close()
+    for w in range(workers):
+        (work / f"spill-{w}-{bucket:05d}.bin").unlink(missing_ok=True)
+    st["counter"].value += 1
+    return {"features": features, "tops": tops, "stars": stars_rows}
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def _run_parallel(fn, args: list[tuple], workers: int, bar: Progress, counter) -> list:
+    if workers <= 1 or len(args) <= 1:
+        out = []
+        for a in args:
+            out.append(fn(*a))
+            bar.update(counter.value)
+        return out
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(workers) as pool:
+        pending = pool.starmap_async(fn, args, chunksize=1)
+        while not pending.ready():
+            pending.wait(0.25)
+            bar.update(counter.value)
+        return pending.get()
+
+
+class _Counter:
+    """A progress counter that is shared with forked workers when there are any."""
+
+    def __init__(self, shared: bool):
+        self._v = multiprocessing.get_context("fork").Value("q", 0) if shared else None
+        self._local = 0
+
+    @property
+    def value(self) -> int:
+        return self._v.value if self._v is not None else self._local
+
+    @value.setter
+    def value(self, x: int) -> None:
+        if self._v is not None:
+            with self._v.get_lock():
+                self._v.value = x
+        else:
+            self._local = x
+
+
+def fingerprint(path: Path) -> dict:
+    """Size, mtime and a hash of the first and last MiB: cheap enough for 14 GB inputs."""
+    stat = path.stat()
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        h.update(fh.read(1 << 20))
+        if stat.st_size > 2 << 20:
+            fh.seek(-(1 << 20), os.SEEK_END)
+            h.update(fh.read(1 << 20))
+    return {
+        "path": str(path.resolve()),
+        "bytes": stat.st_size,
+        "mtime": stat.st_mtime,
+        "sha256_head_tail": h.hexdigest(),
+    }
+
+
+def staging_dir_for(target: Path) -> Path:
+    return target.parent / f".{target.name}.staging-{os.getpid()}"
+
+
+def clean_stale_staging(target: Path) -> None:
+    """Remove staging/old directories left by builds whose process is gone."""
+    for pattern in (f".{target.name}.staging-*", f".{target.name}.old-*"):
+        for path in target.parent.glob(pattern):
+            pid = path.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def build_warehouse(
+    h5: Path,
+    npz: Path,
+    warehouse: Path,
+    tokenizer: str = "gpt2",
+    workers: int = 1,
+    replace: bool = False,
+    n_latents: int = DEFAULT_LATENTS,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    progress: bool = False,
+) -> BuildSummary:
+    """Build a warehouse from an activations H5 and a metadata NPZ, atomically."""
+    from warehouse.db import create_database, verify_warehouse
+
+    started = time.perf_counter()
+    h5, npz, target = Path(h5), Path(npz), Path(warehouse).absolute()
+    if target.exists() and not replace:
+        raise BuildError(f"{target}: already exists; pass --replace to rebuild it")
+    if target.exists() and not (target / "manifest.json").is_file():
+        raise BuildError(f"{target}: exists and is not a warehouse; refusing to replace it")
+    if n_latents <= 0:
+        raise BuildError(f"--latents must be positive, got {n_latents}")
+    workers = max(1, int(workers))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_staging(target)
+
+    meta = load_npz(npz)
+    tok = load_tokenizer(tokenizer)
+    del tok  # loaded here so a bad tokenizer fails before any work
+    f = open_h5(h5)
+    staging = staging_dir_for(target)
+    summary = BuildSummary(warehouse=str(target), n_latents=n_latents)
+    phases: dict[str, float] = {}
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        work = staging / "_work"
+        for sub in ("_work", "tokens", "activations"):
+            (staging / sub).mkdir(parents=True)
+        with f:
+            n_tokens, k = f["z_idx"].shape
+            t0 = time.perf_counter()
+            review_ids, n_tok, first, last = _map_reviews(f, meta["review_ids"], work, chunk_tokens, progress)
+            phases["map_reviews"] = time.perf_counter() - t0
+        summary.n_tokens, summary.k = int(n_tokens), int(k)
+        n_npz = len(meta["review_ids"])
+        n_all = len(review_ids)
+
+        stars = meta["stars"]
+        star_values = np.unique(stars)
+        star_code = np.full(n_all, -1, np.int64)
+        star_code[:n_npz] = np.searchsorted(star_values, stars)
+        star_code[n_tok == 0] = -1
+
+        counter = _Counter(shared=workers > 1)
+        _STATE.clear()
+        _STATE.update(
+            h5=h5.absolute(),
+            work=work,
+            staging=staging,
+            n_latents=n_latents,
+            chunk=chunk_tokens,
+            tokenizer=tokenizer,
+            spill_dtype=_spill_dtype(n_tokens),
+            n_tokens_of=n_tok,
+            texts=meta["texts"],
+            n_npz=n_npz,
+            star_code=star_code,
+            star_values=star_values,
+            workers=workers,
+            counter=counter,
+        )
+        t0 = time.perf_counter()
+        bounds = np.linspace(0, n_tokens, workers + 1).astype(np.int64)
+        ranges = [(w, int(bounds[w]), int(bounds[w + 1])) for w in range(workers)]
+        bar = Progress("explode", n_tokens, progress)
+        results = _run_parallel(_explode_range, ranges, workers, bar, counter)
+        bar.close()
+        phases["explode"] = time.perf_counter() - t0
+        summary.zero_slots_dropped = sum(r["zeros"] for r in results)
+        summary.n_activations = sum(r["rows"] for r in results)
+        text_lens = np.full(n_all, -1, np.int64)
+        for r in results:
+            for u, n in r["text_lens"].items():
+                text_lens[u] = n
+
+        t0 = time.perf_counter()
+        n_buckets = -(-n_latents // BUCKET_WIDTH)
+        counter.value = 0
+        bar = Progress("merge", n_buckets, progress, unit="buckets")
+        merged = _run_parallel(_merge_bucket, [(b,) for b in range(n_buckets)], workers, bar, counter)
+        bar.close()
+        phases["merge"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        # Texts of token-less NPZ reviews are tokenized too, so n_text_tokens is complete.
+        missing_len = np.flatnonzero(text_lens[:n_npz] < 0)
+        if len(missing_len):
+            counts = load_tokenizer(tokenizer).count_tokens([meta["texts"][i] for i in missing_len.tolist()])
+            text_lens[missing_len] = counts
+        alignment = _alignment(n_tok, text_lens, n_npz)
+        _write_reviews(staging, meta, review_ids, n_tok, first, last, text_lens, alignment)
+        _write_feature_tables(staging, merged, n_tokens, int((n_tok > 0).sum()))
+        shutil.rmtree(work)
+        create_database(staging, root=staging)
+        summary.n_reviews = n_all
+        summary.n_reviews_with_tokens = int((n_tok > 0).sum())
+        summary.h5_reviews_missing_from_npz = n_all - n_npz
+        summary.npz_reviews_without_tokens = int((n_tok[:n_npz] == 0).sum())
+        names, counts = np.unique(alignment, return_counts=True)
+        summary.alignment = {str(a): int(c) for a, c in zip(names, counts)}
+        phases["finish"] = time.perf_counter() - t0
+        summary.phase_seconds = {k: round(v, 3) for k, v in phases.items()}
+        _write_manifest(staging, summary, h5, npz, tokenizer)
+        verify_warehouse(staging)
+        _swap_into_place(staging, target)
+        from warehouse.db import repoint
+
+        repoint(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        _STATE.clear()
+    summary.seconds = time.perf_counter() - started
+    summary.rows_per_second = summary.n_activations / max(summary.seconds, 1e-9)
+    return summary
+
+
+def _alignment(n_tok: np.ndarray, text_lens: np.ndarray, n_npz: int) -> np.ndarray:
+    out = np.empty(len(n_tok), dtype=object)
+    has_text = np.arange(len(n_tok)) < n_npz
+    out[:] = "mismatch"
+    out[has_text & (n_tok == text_lens)] = "exact"
+    out[has_text & (n_tok < text_lens)] = "truncated"
+    out[~has_text] = "no_text"
+    out[n_tok == 0] = "no_tokens"
+    return out
+
+
+def _write_reviews(staging, meta, review_ids, n_tok, first, last, text_lens, alignment):
+    n_npz, n_all = len(meta["review_ids"]), len(review_ids)
+    extra = n_all - n_npz
+
+    def padded(arr: np.ndarray, typ: pa.DataType) -> pa.Array:
+        values = list(arr.tolist()) + [None] * extra
+        return pa.array(values, typ)
+
+    has = n_tok > 0
+    table = pa.table(
+        {
+            "review_idx": np.arange(n_all, dtype=np.int32),
+            "review_id": pa.array(review_ids.tolist(), pa.string()),
+            "text": padded(meta["texts"], pa.string()),
+            "stars": padded(meta["stars"], pa.int32()),
+            "useful": padded(meta["useful"], pa.int32()),
+            "user_id": padded(meta["user_ids"], pa.string()),
+            "business_id": padded(meta["business_ids"], pa.string()),
+            "first_token_pos": pa.array(first, pa.int64(), mask=~has),
+            "last_token_pos": pa.array(last, pa.int64(), mask=~has),
+            "n_tokens": n_tok.astype(np.int32),
+            "n_text_tokens": pa.array(text_lens.astype(np.int32), mask=text_lens < 0),
+            "alignment": pa.array(alignment.tolist(), pa.string()),
+            "in_npz": np.arange(n_all) < n_npz,
+            "contiguous": has & (last - first + 1 == n_tok),
+        }
+    )
+    pq.write_table(table, staging / "reviews.parquet", compression="zstd", row_group_size=16384)
+
+
+def _write_feature_tables(staging: Path, merged: list[dict], n_tokens: int, n_rev: int) -> None:
+    feats = [row for m in merged for row in m["features"]]
+    feature, n_active, n_reviews, max_value, sum_value = (list(c) for c in zip(*feats))
+    n_active_a = np.array(n_active, np.int64)
+    sums = np.array(sum_value, np.float64)
+    features = pa.table(
+        {
+            "feature": pa.array(feature, pa.int32()),
+            "n_active": n_active_a,
+            "n_reviews": np.array(n_reviews, np.int64),
+            "density": n_active_a / max(n_tokens, 1),
+            "review_density": np.array(n_reviews, np.float64) / max(n_rev, 1),
+            "max_value": pa.array(max_value, pa.float32()),
+            "mean_value": pa.array(
+                np.where(n_active_a > 0, sums / np.maximum(n_active_a, 1), np.nan),
+                pa.float64(),
+                mask=n_active_a == 0,
+            ),
+            "sum_value": sums,
+        }
+    )
+    pq.write_table(features, staging / "features.parquet", compression="zstd")
+    tops = [row for m in merged for row in m["tops"]]
+    cols = list(zip(*tops)) if tops else [[]] * 5
+    pq.write_table(
+        pa.table(
+            {
+                "feature": pa.array(cols[0], pa.int32()),
+                "rank": pa.array(cols[1], pa.int32()),
+                "token_pos": pa.array(cols[2], pa.int64()),
+                "review_idx": pa.array(cols[3], pa.int32()),
+                "value": pa.array(cols[4], pa.float32()),
+            }
+        ),
+        staging / "top_examples.parquet",
+        compression="zstd",
+        row_group_size=100 * TOP_MATERIALIZED,
+    )
+    stars = [row for m in merged for row in m["stars"]]
+    cols = list(zip(*stars)) if stars else [[]] * 4
+    pq.write_table(
+        pa.table(
+            {
+                "feature": pa.array(cols[0], pa.int32()),
+                "stars": pa.array(cols[1], pa.int32()),
+                "n_active_reviews": pa.array(cols[2], pa.int64()),
+                "sum_max_value": pa.array(cols[3], pa.float64()),
+            }
+        ),
+        staging / "feature_stars.parquet",
+        compression="zstd",
+    )
+
+
+def _write_manifest(staging: Path, summary: BuildSummary, h5: Path, npz: Path, tokenizer: str):
+    import duckdb
+    import h5py
+
+    tables = {}
+    for name in ("activations", "tokens"):
+        files = sorted((staging / name).rglob("*.parquet"))
+        tables[name] = [_file_entry(staging, p) for p in files]
+    for name in ("reviews", "features", "top_examples", "feature_stars"):
+        tables[name] = [_file_entry(staging, staging / f"{name}.parquet")]
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "inputs": {"h5": fingerprint(h5), "npz": fingerprint(npz)},
+        "sae": {"n_latents": summary.n_latents, "k": summary.k},
+        "tokenizer": tokenizer,
+        "layout": {"bucket_width": BUCKET_WIDTH, "top_materialized": TOP_MATERIALIZED},
+        "versions": {
+            "sae_warehouse": _own_version(),
+            "duckdb": duckdb.__version__,
+            "pyarrow": pa.__version__,
+            "h5py": h5py.__version__,
+            "numpy": np.__version__,
+        },
+        "summary": asdict(summary),
+        "files": tables,
+    }
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _own_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sae-warehouse")
+    except PackageNotFoundError:
+        return "source"
+
+
+def _file_entry(root: Path, path: Path) -> dict:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return {
+        "path": str(path.relative_to(root)),
+        "bytes": path.stat().st_size,
+        "rows": pq.ParquetFile(path).metadata.num_rows,
+        "sha256": h.hexdigest(),
+    }
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    """Move the finished staging directory to the target; the old one survives a crash."""
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.rename(target, old)
+        try:
+            os.rename(staging, target)
+        except BaseException:
+            os.rename(old, target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, target)

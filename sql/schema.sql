@@ -1,0 +1,28 @@
+-- name: schema
+-- description: Views over the warehouse's Parquet files.
+-- DuckDB resolves relative paths in a view against the process's working directory,
+-- so the views name the warehouse by absolute path ({{root}}), written at build time
+-- and re-written by `saewh repoint` (and automatically on connect) when it moves.
+-- DDL cannot take bound parameters; {{root}} is the only value rendered into SQL,
+-- quoted by warehouse.sqlfiles.sql_string_literal.
+
+CREATE OR REPLACE VIEW activations AS
+SELECT token_pos, review_idx, feature, value, bucket
+FROM read_parquet({{root}} || '/activations/*/*.parquet',
+                  hive_partitioning = true, hive_types = {'bucket': INTEGER});
+
+CREATE OR REPLACE VIEW tokens AS
+SELECT token_pos, review_idx, position, token_id, token, char_start, char_end
+FROM read_parquet({{root}} || '/tokens/*.parquet');
+
+CREATE OR REPLACE VIEW reviews AS
+SELECT * FROM read_parquet({{root}} || '/reviews.parquet');
+
+CREATE OR REPLACE VIEW features AS
+SELECT * FROM read_parquet({{root}} || '/features.parquet');
+
+CREATE OR REPLACE VIEW top_examples AS
+SELECT * FROM read_parquet({{root}} || '/top_examples.parquet');
+
+CREATE OR REPLACE VIEW feature_stars AS
+SELECT * FROM read_parquet({{root}} || '/feature_stars.parquet');

@@ -1,0 +1,1 @@
+"""sae-warehouse: query SAE activations with DuckDB."""
