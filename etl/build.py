@@ -338,115 +338,172 @@ def _activation_writer(path: Path) -> pq.ParquetWriter:
     )
 
 
-class _Top:
-    """The strongest activations of one feature: value desc, token_pos asc."""
-
-    def __init__(self, k: int):
-        self.k = k
-        self.tp = np.zeros(0, np.int64)
-        self.rv = np.zeros(0, np.int32)
-        self.v = np.zeros(0, np.float32)
-
-    def add(self, tp: np.ndarray, rv: np.ndarray, v: np.ndarray) -> None:
-        if len(v) > self.k:
-            cut = np.partition(v, len(v) - self.k)[len(v) - self.k]
-            keep = v >= cut
-            tp, rv, v = tp[keep], rv[keep], v[keep]
-        tp = np.concatenate([self.tp, tp.astype(np.int64)])
-        rv = np.concatenate([self.rv, rv.astype(np.int32)])
-        v = np.concatenate([self.v, v])
-        order = np.lexsort((tp, -v))[: self.k]
-        self.tp, self.rv, self.v = tp[order], rv[order], v[order]
+def _top_per_feature(f, tp, rv, v, k: int):
+    """Keep each feature's k strongest rows (value desc, token_pos asc), ranked."""
+    order = np.lexsort((tp, -v, f))
+    f, tp, rv, v = f[order], tp[order], rv[order], v[order]
+    head = np.ones(len(f), bool)
+    head[1:] = f[1:] != f[:-1]
+    starts = np.flatnonzero(head)
+    rank = np.arange(len(f)) - np.repeat(starts, np.diff(np.append(starts, len(f)))) + 1
+    keep = rank <= k
+    return f[keep], tp[keep], rv[keep], v[keep], rank[keep]
 
 
 def _merge_bucket(bucket: int) -> dict:
+    """Write one bucket's rows in (feature, token_pos) order and compute its statistics."""
     st = _STATE
     work, n_latents, workers = st["work"], st["n_latents"], st["workers"]
-    spill_dtype = st["spill_dtype"]
-    star_code, star_values = st["star_code"], st["star_values"]
-    n_star_values = len(star_values)
+    star_code, n_star = st["star_code"], len(st["star_values"])
     f_lo, f_hi = bucket * BUCKET_WIDTH, min((bucket + 1) * BUCKET_WIDTH, n_latents)
-    sources = []
+    width = f_hi - f_lo
+
+    # One segment per (feature, source, run): a run's rows of one feature, already in
+    # token order.  Ordered feature-major, then by source and run, they are the
+    # bucket's rows in (feature, token_pos) order: no sort is needed.
+    maps, seg_parts = [], []
     for w in range(workers):
         runs = np.load(work / f"runs-{w}.npy", mmap_mode="r")
         counts = np.asarray(runs[:, f_lo:f_hi], dtype=np.int64)
         path = work / f"spill-{w}-{bucket:05d}.bin"
         if counts.sum() == 0 or not path.exists():
             continue
-        run_base = _excl_cumsum(counts.sum(axis=1))
-        starts = run_base[:, None] + _excl_cumsum(counts, axis=1)
-        sources.append((np.memmap(path, dtype=spill_dtype, mode="r"), starts, counts))
+        starts = _excl_cumsum(counts.sum(axis=1))[:, None] + _excl_cumsum(counts, axis=1)
+        src = len(maps)
+        maps.append(np.memmap(path, dtype=st["spill_dtype"], mode="r"))
+        fi, ri = np.nonzero(counts.T)
+        seg_parts.append((fi, np.full(len(fi), src), ri, starts[ri, fi], counts[ri, fi]))
+    n_active = np.zeros(width, np.int64)
+    sums = np.zeros(width, np.float64)
+    maxes = np.zeros(width, np.float32)
+    result = {"bucket": bucket}
+    if not seg_parts:
+        result.update(_feature_rows(f_lo, n_active, np.zeros(width, np.int64), maxes, sums))
+        result.update(_empty_tops_and_stars())
+        st["counter"].value += 1
+        return result
+    seg_f, seg_src, seg_run, seg_start, seg_len = (np.concatenate(c) for c in zip(*seg_parts))
+    order = np.lexsort((seg_run, seg_src, seg_f))
+    seg_f, seg_src, seg_start, seg_len = seg_f[order], seg_src[order], seg_start[order], seg_len[order]
 
-    writer = None
-    features, tops, stars_rows = [], [], []
-    for fi, feature in enumerate(range(f_lo, f_hi)):
-        n = 0
-        total = 0.0
-        vmax = np.float32(0)
-        top = _Top(TOP_MATERIALIZED)
-        run_reviews: list[np.ndarray] = []
-        run_maxes: list[np.ndarray] = []
-        for mm, starts, counts in sources:
-            lens = counts[:, fi]
-            nz = lens > 0
-            if not nz.any():
+    block_of = (np.cumsum(seg_len) - 1) // _MERGE_BLOCK_ROWS
+    cuts = np.flatnonzero(np.diff(block_of)) + 1
+    writer = _activation_writer(st["staging"] / "activations" / f"bucket={bucket}" / "part-0.parquet")
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    run_f, run_r, run_m = [], [], []
+    top_parts: list[tuple] = []
+    for lo, hi in zip(np.append(0, cuts), np.append(cuts, len(seg_len))):
+        b_f, b_src, b_start, b_len = seg_f[lo:hi], seg_src[lo:hi], seg_start[lo:hi], seg_len[lo:hi]
+        total = int(b_len.sum())
+        dest = _excl_cumsum(b_len)
+        tp = np.empty(total, np.int64)
+        rv = np.empty(total, np.int32)
+        v = np.empty(total, np.float32)
+        for src, mm in enumerate(maps):
+            sel = b_src == src
+            if not sel.any():
                 continue
-            seg_starts, seg_lens = starts[nz, fi], lens[nz]
-            block_of = (np.cumsum(seg_lens) - 1) // _MERGE_BLOCK_ROWS
-            cuts = np.flatnonzero(np.diff(block_of)) + 1
-            for lo, hi in zip(np.append(0, cuts), np.append(cuts, len(seg_lens))):
-                rows = mm[_gather_index(seg_starts[lo:hi], seg_lens[lo:hi])]
-                tp = rows["token_pos"].astype(np.int64)
-                rv, v = rows["review_idx"], rows["value"]
-                if writer is None:
-                    writer = _activation_writer(
-                        st["staging"] / "activations" / f"bucket={bucket}" / "part-0.parquet"
-                    )
-                writer.write_table(
-                    pa.table(
-                        {
-                            "token_pos": tp,
-                            "review_idx": rv,
-                            "feature": np.full(len(v), feature, np.int32),
-                            "value": v,
-                        },
-                        schema=_ACT_SCHEMA,
-                    ),
-                    row_group_size=_ACTIVATION_ROW_GROUP,
-                )
-                n += len(v)
-                total += float(v.sum(dtype=np.float64))
-                vmax = max(vmax, v.max())
-                top.add(tp, rv, v)
-                change = np.ones(len(rv), bool)
-                change[1:] = rv[1:] != rv[:-1]
-                heads = np.flatnonzero(change)
-                run_reviews.append(rv[heads])
-                run_maxes.append(np.maximum.reduceat(v, heads))
-        n_reviews = 0
-        if n:
-            rr, rm = np.concatenate(run_reviews), np.concatenate(run_maxes)
-            if len(rr) > 1 and not np.all(rr[1:] > rr[:-1]):
-                order = np.argsort(rr, kind="stable")
-                rr, rm = rr[order], rm[order]
-                heads = np.flatnonzero(np.append(True, rr[1:] != rr[:-1]))
-                rr, rm = rr[heads], np.maximum.reduceat(rm, heads)
-            n_reviews = len(rr)
-            code = star_code[rr]
-            rated = code >= 0
-            per_star = np.bincount(code[rated], minlength=n_star_values)
-            sum_max = np.bincount(code[rated], weights=rm[rated].astype(np.float64), minlength=n_star_values)
-            for c in np.flatnonzero(per_star):
-                stars_rows.append((feature, int(star_values[c]), int(per_star[c]), float(sum_max[c])))
-            for rank, (tp_, rv_, v_) in enumerate(zip(top.tp, top.rv, top.v), start=1):
-                tops.append((feature, rank, int(tp_), int(rv_), float(v_)))
-        features.append((feature, n, n_reviews, float(vmax) if n else None, total))
-    if writer is not None:
-        writer.close()
+            rows = mm[_gather_index(b_start[sel], b_len[sel])]
+            at = _gather_index(dest[sel], b_len[sel])
+            tp[at], rv[at], v[at] = rows["token_pos"], rows["review_idx"], rows["value"]
+        f_local = np.repeat(b_f, b_len).astype(np.int32)
+        pending.append(
+            pa.table(
+                {"token_pos": tp, "review_idx": rv, "feature": f_local + f_lo, "value": v},
+                schema=_ACT_SCHEMA,
+            )
+        )
+        pending_rows += total
+        if pending_rows >= _ACTIVATION_ROW_GROUP:
+            writer.write_table(pa.concat_tables(pending), row_group_size=_ACTIVATION_ROW_GROUP)
+            pending, pending_rows = [], 0
+
+        heads = np.flatnonzero(np.append(True, f_local[1:] != f_local[:-1]))
+        fids = f_local[heads]
+        n_active[fids] += np.diff(np.append(heads, total))
+        sums[fids] += np.add.reduceat(v.astype(np.float64), heads)
+        maxes[fids] = np.maximum(maxes[fids], np.maximum.reduceat(v, heads))
+
+        change = np.ones(total, bool)
+        change[1:] = (rv[1:] != rv[:-1]) | (f_local[1:] != f_local[:-1])
+        rheads = np.flatnonzero(change)
+        run_f.append(f_local[rheads])
+        run_r.append(rv[rheads])
+        run_m.append(np.maximum.reduceat(v, rheads))
+
+        # Candidates for the top examples: per feature, rows at or above its k-th value.
+        counts_here = np.diff(np.append(heads, total))
+        cut = np.full(width, -np.inf, np.float32)
+        for h, n, fid in zip(heads.tolist(), counts_here.tolist(), fids.tolist()):
+            if n > TOP_MATERIALIZED:
+                seg = v[h : h + n]
+                cut[fid] = np.partition(seg, n - TOP_MATERIALIZED)[n - TOP_MATERIALIZED]
+        cand = v >= cut[f_local]
+        top_parts.append((f_local[cand], tp[cand], rv[cand], v[cand]))
+        if len(top_parts) > 8:
+            top_parts = [_top_per_feature(*map(np.concatenate, zip(*top_parts)), TOP_MATERIALIZED)[:4]]
+    if pending:
+        writer.write_table(pa.concat_tables(pending), row_group_size=_ACTIVATION_ROW_GROUP)
+    writer.close()
     for w in range(workers):
         (work / f"spill-{w}-{bucket:05d}.bin").unlink(missing_ok=True)
+
+    rf, rr, rm = np.concatenate(run_f), np.concatenate(run_r), np.concatenate(run_m)
+    same_f = rf[1:] == rf[:-1]
+    if np.any(same_f & (rr[1:] <= rr[:-1])):
+        # A review's tokens were not contiguous: merge its runs per (feature, review).
+        order = np.lexsort((rr, rf))
+        rf, rr, rm = rf[order], rr[order], rm[order]
+        heads = np.flatnonzero(np.append(True, (rf[1:] != rf[:-1]) | (rr[1:] != rr[:-1])))
+        rf, rr, rm = rf[heads], rr[heads], np.maximum.reduceat(rm, heads)
+    n_reviews = np.bincount(rf, minlength=width)
+    code = star_code[rr]
+    rated = code >= 0
+    key = rf[rated].astype(np.int64) * n_star + code[rated]
+    per = np.bincount(key, minlength=width * n_star)
+    sum_max = np.bincount(key, weights=rm[rated].astype(np.float64), minlength=width * n_star)
+    nz = np.flatnonzero(per)
+    tf, ttp, trv, tv, trank = _top_per_feature(*map(np.concatenate, zip(*top_parts)), TOP_MATERIALIZED)
+    result.update(_feature_rows(f_lo, n_active, n_reviews, maxes, sums))
+    result.update(
+        top_feature=tf + f_lo,
+        top_rank=trank,
+        top_token_pos=ttp,
+        top_review_idx=trv,
+        top_value=tv,
+        stars_feature=nz // n_star + f_lo,
+        stars_value=st["star_values"][nz % n_star],
+        stars_n_active=per[nz],
+        stars_sum_max=sum_max[nz],
+    )
     st["counter"].value += 1
-    return {"features": features, "tops": tops, "stars": stars_rows}
+    return result
+
+
+def _feature_rows(f_lo, n_active, n_reviews, maxes, sums) -> dict:
+    return {
+        "feature": np.arange(f_lo, f_lo + len(n_active)),
+        "n_active": n_active,
+        "n_reviews": n_reviews,
+        "max_value": maxes,
+        "sum_value": sums,
+    }
+
+
+def _empty_tops_and_stars() -> dict:
+    z = np.zeros(0, np.int64)
+    return {
+        "top_feature": z,
+        "top_rank": z,
+        "top_token_pos": z,
+        "top_review_idx": z,
+        "top_value": z.astype(np.float32),
+        "stars_feature": z,
+        "stars_value": z,
+        "stars_n_active": z,
+        "stars_sum_max": z.astype(np.float64),
+    }
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -699,57 +756,48 @@ def _write_reviews(staging, meta, review_ids, n_tok, first, last, text_lens, ali
 
 
 def _write_feature_tables(staging: Path, merged: list[dict], n_tokens: int, n_rev: int) -> None:
-    feats = [row for m in merged for row in m["features"]]
-    feature, n_active, n_reviews, max_value, sum_value = (list(c) for c in zip(*feats))
-    n_active_a = np.array(n_active, np.int64)
-    sums = np.array(sum_value, np.float64)
+    merged = sorted(merged, key=lambda m: m["bucket"])
+
+    def col(name: str) -> np.ndarray:
+        return np.concatenate([m[name] for m in merged])
+
+    n_active = col("n_active")
+    sums = col("sum_value")
+    dead = n_active == 0
     features = pa.table(
         {
-            "feature": pa.array(feature, pa.int32()),
-            "n_active": n_active_a,
-            "n_reviews": np.array(n_reviews, np.int64),
-            "density": n_active_a / max(n_tokens, 1),
-            "review_density": np.array(n_reviews, np.float64) / max(n_rev, 1),
-            "max_value": pa.array(max_value, pa.float32()),
-            "mean_value": pa.array(
-                np.where(n_active_a > 0, sums / np.maximum(n_active_a, 1), np.nan),
-                pa.float64(),
-                mask=n_active_a == 0,
-            ),
+            "feature": col("feature").astype(np.int32),
+            "n_active": n_active,
+            "n_reviews": col("n_reviews").astype(np.int64),
+            "density": n_active / max(n_tokens, 1),
+            "review_density": col("n_reviews") / max(n_rev, 1),
+            "max_value": pa.array(col("max_value"), pa.float32(), mask=dead),
+            "mean_value": pa.array(sums / np.maximum(n_active, 1), pa.float64(), mask=dead),
             "sum_value": sums,
         }
     )
     pq.write_table(features, staging / "features.parquet", compression="zstd")
-    tops = [row for m in merged for row in m["tops"]]
-    cols = list(zip(*tops)) if tops else [[]] * 5
-    pq.write_table(
-        pa.table(
-            {
-                "feature": pa.array(cols[0], pa.int32()),
-                "rank": pa.array(cols[1], pa.int32()),
-                "token_pos": pa.array(cols[2], pa.int64()),
-                "review_idx": pa.array(cols[3], pa.int32()),
-                "value": pa.array(cols[4], pa.float32()),
-            }
-        ),
-        staging / "top_examples.parquet",
-        compression="zstd",
-        row_group_size=100 * TOP_MATERIALIZED,
+    tops = pa.table(
+        {
+            "feature": col("top_feature").astype(np.int32),
+            "rank": col("top_rank").astype(np.int32),
+            "token_pos": col("top_token_pos").astype(np.int64),
+            "review_idx": col("top_review_idx").astype(np.int32),
+            "value": col("top_value").astype(np.float32),
+        }
     )
-    stars = [row for m in merged for row in m["stars"]]
-    cols = list(zip(*stars)) if stars else [[]] * 4
     pq.write_table(
-        pa.table(
-            {
-                "feature": pa.array(cols[0], pa.int32()),
-                "stars": pa.array(cols[1], pa.int32()),
-                "n_active_reviews": pa.array(cols[2], pa.int64()),
-                "sum_max_value": pa.array(cols[3], pa.float64()),
-            }
-        ),
-        staging / "feature_stars.parquet",
-        compression="zstd",
+        tops, staging / "top_examples.parquet", compression="zstd", row_group_size=64 * TOP_MATERIALIZED
     )
+    stars = pa.table(
+        {
+            "feature": col("stars_feature").astype(np.int32),
+            "stars": col("stars_value").astype(np.int32),
+            "n_active_reviews": col("stars_n_active").astype(np.int64),
+            "sum_max_value": col("stars_sum_max").astype(np.float64),
+        }
+    )
+    pq.write_table(stars, staging / "feature_stars.parquet", compression="zstd")
 
 
 def _write_manifest(staging: Path, summary: BuildSummary, h5: Path, npz: Path, tokenizer: str):
