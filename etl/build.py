@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,8 +28,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl.inputs import InputError, decode_ids, load_npz, open_h5
+from etl.inputs import decode_ids, load_npz, open_h5, validate_chunk
 from etl.progress import Progress
+from etl.staging import clean_stale_staging, fingerprint, staging_dir_for, swap_into_place
 from etl.tokenizer import load_tokenizer
 
 BUCKET_WIDTH = 64  # features per partition; the SQL macros use the same constant
@@ -206,7 +206,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                 e = min(s + chunk, b)
                 idx = z_idx[s:e]
                 val = z_val[s:e].astype(np.float32, copy=False)
-                _validate_chunk(h5, s, idx, val, n_latents)
+                validate_chunk(h5, s, idx, val, n_latents)
                 active = val != 0
                 n_active = int(active.sum())
                 zeros += active.size - n_active
@@ -256,20 +256,6 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
         "buckets": n_buckets,
         "text_lens": text_lens,
     }
-
-
-def _validate_chunk(h5: Path, s: int, idx: np.ndarray, val: np.ndarray, n_latents: int) -> None:
-    bad = (idx < 0) | (idx >= n_latents)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise InputError(
-            f"{h5}: z_idx[{s + r}, {c}] = {idx[r, c]} is outside [0, {n_latents}) "
-            "(pass --latents N if the SAE is wider)"
-        )
-    bad = ~np.isfinite(val) | (val < 0)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise InputError(f"{h5}: z_val[{s + r}, {c}] = {val[r, c]} is not a finite non-negative activation")
 
 
 def _write_tokens(writer, tok, vocab, texts, n_npz, n_tokens_of, text_lens, s, reviews, pos):
@@ -545,47 +531,6 @@ class _Counter:
             self._local = x
 
 
-def fingerprint(path: Path) -> dict:
-    """Size, mtime and a hash of the first and last MiB: cheap enough for 14 GB inputs."""
-    stat = path.stat()
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        h.update(fh.read(1 << 20))
-        if stat.st_size > 2 << 20:
-            fh.seek(-(1 << 20), os.SEEK_END)
-            h.update(fh.read(1 << 20))
-    return {
-        "path": str(path.resolve()),
-        "bytes": stat.st_size,
-        "mtime": stat.st_mtime,
-        "sha256_head_tail": h.hexdigest(),
-    }
-
-
-def staging_dir_for(target: Path) -> Path:
-    return target.parent / f".{target.name}.staging-{os.getpid()}"
-
-
-def clean_stale_staging(target: Path) -> None:
-    """Remove staging/old directories left by builds whose process is gone."""
-    for pattern in (f".{target.name}.staging-*", f".{target.name}.old-*"):
-        for path in target.parent.glob(pattern):
-            pid = path.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
-                continue
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def build_warehouse(
     h5: Path,
     npz: Path,
@@ -700,7 +645,7 @@ def build_warehouse(
         summary.phase_seconds = {k: round(v, 3) for k, v in phases.items()}
         _write_manifest(staging, summary, h5, npz, tokenizer)
         verify_warehouse(staging)
-        _swap_into_place(staging, target)
+        swap_into_place(staging, target)
         from warehouse.db import repoint
 
         repoint(target)
@@ -850,18 +795,3 @@ def _file_entry(root: Path, path: Path) -> dict:
         "rows": pq.ParquetFile(path).metadata.num_rows,
         "sha256": h.hexdigest(),
     }
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Move the finished staging directory to the target; the old one survives a crash."""
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.rename(target, old)
-        try:
-            os.rename(staging, target)
-        except BaseException:
-            os.rename(old, target)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(staging, target)

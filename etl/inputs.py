@@ -159,3 +159,17 @@ def decode_ids(raw: np.ndarray) -> np.ndarray:
     if raw.dtype.kind == "U":
         return raw.astype(object)
     return np.array([_as_str(x) for x in raw], dtype=object)
+
+
+def validate_chunk(h5: Path, s: int, idx: np.ndarray, val: np.ndarray, n_latents: int) -> None:
+    bad = (idx < 0) | (idx >= n_latents)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise InputError(
+            f"{h5}: z_idx[{s + r}, {c}] = {idx[r, c]} is outside [0, {n_latents}) "
+            "(pass --latents N if the SAE is wider)"
+        )
+    bad = ~np.isfinite(val) | (val < 0)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise InputError(f"{h5}: z_val[{s + r}, {c}] = {val[r, c]} is not a finite non-negative activation")

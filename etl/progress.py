@@ -11,6 +11,8 @@ class Progress:
 
     def __init__(self, label: str, total: int, enabled: bool, unit: str = "tokens"):
         self.label, self.total, self.enabled, self.unit = label, max(int(total), 1), enabled, unit
+        # A redrawn bar only makes sense on a terminal; logs get one line per phase.
+        self.live = enabled and sys.stderr.isatty()
         self.done = 0
         self.started = time.perf_counter()
         self._last_draw = 0.0
@@ -18,7 +20,7 @@ class Progress:
     def update(self, done: int) -> None:
         self.done = done
         now = time.perf_counter()
-        if self.enabled and (now - self._last_draw > 0.2 or done >= self.total):
+        if self.live and now - self._last_draw > 0.2:
             self._last_draw = now
             self._draw(now)
 
