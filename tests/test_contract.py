@@ -9,6 +9,7 @@ integers and strings equal, NULL where the contract says NULL.  Only derived dou
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,17 +106,30 @@ class Warehouse:
         return cols, cur.fetchall()
 
 
-@pytest.fixture(scope="module", params=["plain", "awkward"])
+# "awkward-parallel": two workers and, where the build takes them, small chunks (so
+# reviews, the split one included, straddle chunk boundaries) and n_latents given.
+BUILDS = {
+    "plain": ("plain", {"workers": 1}),
+    "awkward": ("awkward", {"workers": 1}),
+    "awkward-parallel": ("awkward", {"workers": 2, "chunk_tokens": 97, "n_latents": N_LATENTS}),
+}
+
+
+@pytest.fixture(scope="module", params=list(BUILDS))
 def wh(request, tmp_path_factory):
+    import inspect
+
     from etl.build import build_warehouse
     from warehouse.db import connect
 
-    variant = request.param
-    root = tmp_path_factory.mktemp(f"contract-{variant}")
+    variant, options = BUILDS[request.param]
+    accepted = inspect.signature(build_warehouse).parameters
+    options = {k: v for k, v in options.items() if k in accepted}
+    root = tmp_path_factory.mktemp(f"contract-{request.param}")
     h5, npz = write_inputs(root / "inputs", variant=variant, n_latents=N_LATENTS, seed=11)
     bf = BruteForce(h5, npz)
-    summary = build_warehouse(h5, npz, root / "warehouse", tokenizer="gpt2", workers=1,
-                              replace=False, progress=False)
+    summary = build_warehouse(h5, npz, root / "warehouse", tokenizer="gpt2", replace=False,
+                              progress=False, **options)
     con = connect(root / "warehouse")
     yield Warehouse(variant, root / "warehouse", bf, con, summary)
     con.close()
@@ -502,3 +516,64 @@ def test_dead_feature_macros(wh):
         _, rows = wh.q("SELECT n_active, n_reviews, density FROM features WHERE feature = $f",
                        {"f": f})
         assert rows == [(0, 0, 0.0)]
+
+
+def _walk(obj, key=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _walk(v, str(k))
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _walk(v, key)
+    else:
+        yield key, obj
+
+
+def test_zero_slots_counted_in_manifest(wh):
+    """README: a zero-valued slot is dropped "and counted in the manifest".  The key's name
+    is not part of the contract: some key mentioning "zero" must carry the count."""
+    manifests = sorted(wh.path.glob("manifest*.json"))
+    assert manifests, f"no manifest*.json in {wh.path}"
+    n_zero = int(bf_values_zero(wh.bf).sum())
+    assert (n_zero > 0) == (wh.variant == "awkward")
+    counts = [v for p in manifests for k, v in _walk(json.loads(p.read_text()))
+              if "zero" in k.lower() and isinstance(v, int) and not isinstance(v, bool)]
+    assert n_zero in counts, (n_zero, counts)
+
+
+def test_negative_values_are_not_activations(tmp_path):
+    """The reference's rule is `acts > 0`: a negative slot is as inactive as a zero one.
+    The README does not say; refusing such an input with a message naming the problem is
+    the other acceptable reading (a top-k SAE after ReLU never writes one)."""
+    from etl.build import build_warehouse
+    from warehouse.db import connect
+
+    h5, npz = write_inputs(tmp_path / "inputs", n_reviews=10, variant="plain", seed=2)
+    with h5py.File(h5, "r+") as f:
+        z_val = f["z_val"][:]
+        slots = [(3, 0), (4, 2), (7, 5)]
+        for t, s in slots:
+            z_val[t, s] = -0.5
+        f["z_val"][...] = z_val
+        z_idx = f["z_idx"][:]
+    bf = BruteForce(h5, npz)
+    try:
+        build_warehouse(h5, npz, tmp_path / "warehouse", tokenizer="gpt2", workers=1,
+                        replace=False, progress=False)
+    except Exception as exc:  # any error class will do, if it says what is wrong
+        assert "negative" in str(exc) or "-0.5" in str(exc), f"unclear refusal: {exc!r}"
+        return
+    con = connect(tmp_path / "warehouse")
+    try:
+        for t, s in slots:
+            f = int(z_idx[t, s])
+            assert bf.activation(t, f) == 0.0
+            got = con.execute("SELECT activation($t, $f)", {"t": t, "f": f}).fetchone()[0]
+            assert got == 0.0, (t, f, got)
+        rows = con.execute(
+            f"SELECT {cols('activations')} FROM activations ORDER BY feature, token_pos"
+        ).fetchall()
+    finally:
+        con.close()
+    exp = sorted(bf.activations(range(N_LATENTS)), key=lambda r: (r[2], r[0]))
+    assert_rows("activations", rows, exp)
