@@ -23,11 +23,11 @@ demo: install
 		"SELECT rank, value, stars, left_context, token, right_context FROM top_k_contexts(16751, 10)"
 
 test: install
-	$(BIN)/ruff check etl warehouse tests bench
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check etl warehouse tests bench
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info
