@@ -7,13 +7,57 @@ failure is one line on stderr and a documented exit code (see `ExitCode`).
 from __future__ import annotations
 
 import enum
+import inspect
 import json
 import os
+import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
+
+from warehouse.sqlfiles import Param, SqlFile
+
+T = TypeVar("T")
+
+
+class _OneLineErrorGroup(TyperGroup):
+    """Usage errors (bad option values, unknown options) as one line on stderr, exit 2.
+
+    Typer would print a framed, multi-line panel; every saewh error is one line.
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except Exception as exc:
+            # Click's exceptions, matched by shape: newer Typers vendor their own Click.
+            kind = type(exc).__name__
+            if kind == "NoArgsIsHelpError":
+                message = exc.format_message()  # type: ignore[attr-defined]
+                if message.strip():  # (with rich, the help is already printed)
+                    typer.echo(message, err=True)
+                sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+            if kind == "Abort":
+                typer.echo("saewh: error: aborted", err=True)
+                sys.exit(int(ExitCode.INTERNAL))
+            if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+                raise
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            typer.echo(f"saewh: error: {_one_line_text(exc.format_message())}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _one_line_text(text: str) -> str:
+    return " ".join(text.split())
+
 
 app = typer.Typer(
     name="saewh",
@@ -21,6 +65,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_OneLineErrorGroup,
 )
 
 DEFAULT_WAREHOUSE = Path("warehouse-data")
@@ -49,31 +94,58 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def run_guarded(fn):
-    """Run `fn`, turning the library's exceptions into one-line errors and exit codes."""
-    import duckdb
+def _loaded(module: str, name: str) -> tuple[type[BaseException], ...]:
+    """An exception class, if its module is loaded (else it cannot have been raised)."""
+    mod = sys.modules.get(module)
+    cls = getattr(mod, name, None) if mod else None
+    return (cls,) if isinstance(cls, type) else ()
 
-    from etl.build import BuildError
-    from etl.inputs import InputError
-    from etl.tokenizer import TokenizerError
-    from warehouse.db import WarehouseError
 
+def run_guarded(fn: Callable[[], T]) -> T:
+    """Run `fn`, turning the library's exceptions into one-line errors and exit codes.
+
+    The library's exception classes are looked up among loaded modules only, so a
+    report does not import the ETL (numpy, pyarrow) just to catch its errors.
+    """
     try:
         return fn()
     except typer.Exit:
         raise
-    except (InputError, TokenizerError) as exc:
-        raise fail(_one_line(exc), ExitCode.BAD_INPUT) from None
-    except (BuildError, WarehouseError) as exc:
-        raise fail(_one_line(exc), ExitCode.WAREHOUSE) from None
-    except duckdb.Error as exc:
-        raise fail(_one_line(exc), ExitCode.QUERY) from None
+    except BrokenPipeError:
+        # The reader went away (`saewh ... | head`): not an error of ours.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        raise typer.Exit(0) from None
+    except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
+        code = _classify(exc)
+        if code is ExitCode.INTERNAL:
+            raise fail(f"internal error: {type(exc).__name__}: {_one_line(exc)}", code) from None
+        raise fail(_one_line(exc), code) from None
     except KeyboardInterrupt:
         raise fail("interrupted", ExitCode.INTERRUPTED) from None
-    except OSError as exc:
-        raise fail(_one_line(exc), ExitCode.BAD_INPUT) from None
-    except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
-        raise fail(f"internal error: {type(exc).__name__}: {_one_line(exc)}", ExitCode.INTERNAL) from None
+
+
+def _classify(exc: BaseException) -> ExitCode:
+    """The exit code of an exception raised by the library (looked up after the fact)."""
+    bad_input = _loaded("etl.inputs", "InputError") + _loaded("etl.tokenizer", "TokenizerError")
+    warehouse_errors = _loaded("etl.build", "BuildError") + _loaded("warehouse.db", "WarehouseError")
+    if isinstance(exc, bad_input):
+        return ExitCode.BAD_INPUT
+    if isinstance(exc, warehouse_errors):
+        return ExitCode.WAREHOUSE
+    if isinstance(exc, _loaded("warehouse.reports", "NotFound")):
+        return ExitCode.NOT_FOUND
+    if isinstance(exc, _loaded("warehouse.reports", "BadValue")):
+        return ExitCode.USAGE
+    if isinstance(exc, _loaded("warehouse.reports", "RefusedQuery")):
+        return ExitCode.QUERY
+    if isinstance(exc, _loaded("duckdb", "Error")):
+        return ExitCode.QUERY
+    if isinstance(exc, OSError):
+        return ExitCode.BAD_INPUT
+    return ExitCode.INTERNAL
 
 
 def default_warehouse() -> Path:
@@ -85,7 +157,7 @@ WarehouseOpt = Annotated[
     typer.Option(
         "--warehouse",
         "-w",
-        help="Warehouse directory [default: $SAEWH_WAREHOUSE, else ./warehouse-data].",
+        help="Warehouse directory (default: $SAEWH_WAREHOUSE, else ./warehouse-data).",
     ),
 ]
 
@@ -187,55 +259,329 @@ def verify(
     run_guarded(go)
 
 
+OUTPUT_FORMATS = ("table", "csv", "json", "jsonl", "parquet", "html")  # = warehouse.render.FORMATS
+
+OutputFormat = enum.Enum("OutputFormat", {f: f for f in OUTPUT_FORMATS}, type=str)
+
+FormatOpt = Annotated[
+    OutputFormat | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format (default: table); parquet needs --output.",
+        show_default=False,
+    ),
+]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Shorthand for --format csv.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Shorthand for --format json.")]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Write to this file instead of stdout.", dir_okay=False),
+]
+
+
+def _choice(value: Any) -> Any:
+    """An Enum choice's value (Typer passes choices as Enum members)."""
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def _choose_format(fmt: Any, as_csv: bool, as_json: bool, output: Path | None) -> str:
+    chosen = {f for f, on in (("csv", as_csv), ("json", as_json)) if on}
+    if fmt:
+        chosen.add(_choice(fmt))
+    if len(chosen) > 1:
+        raise fail(f"conflicting output formats: {', '.join(sorted(chosen))}", ExitCode.USAGE)
+    fmt = chosen.pop() if chosen else "table"
+    if fmt == "parquet" and output is None:
+        raise fail("--format parquet writes a file: give it --output FILE", ExitCode.USAGE)
+    return fmt
+
+
+def _emit(text: str, output: Path | None) -> None:
+    """Data to stdout (or --output); nothing else goes there."""
+    if output is None:
+        buffer = getattr(sys.stdout, "buffer", None)
+        encoding = (getattr(sys.stdout, "encoding", None) or "utf-8").lower().replace("-", "")
+        if buffer is not None and encoding != "utf8":
+            # Data is UTF-8 whatever the locale says (an ASCII locale must not lose it).
+            sys.stdout.flush()
+            buffer.write(text.encode("utf-8"))
+            buffer.flush()
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror or _one_line(exc)}", ExitCode.USAGE) from None
+
+
+def _write_sections(
+    sections: list,
+    fmt: str,
+    output: Path | None,
+    *,
+    title: str = "",
+    subtitle: str = "",
+    what: str = "this result",
+) -> None:
+    from warehouse.render import render_sections, use_color, write_parquet
+
+    if fmt in ("csv", "parquet") and len(sections) > 1:
+        names = ", ".join(s.name for s in sections)
+        raise fail(
+            f"{what} has several sections ({names}); {fmt} holds one: choose it with --section",
+            ExitCode.USAGE,
+        )
+    if fmt == "parquet":
+        assert output is not None
+        try:
+            write_parquet(sections[0], output)
+        except OSError as exc:
+            raise fail(f"cannot write {output}: {_one_line(exc)}", ExitCode.USAGE) from None
+        return
+    color = fmt == "table" and output is None and use_color(sys.stdout)
+    _emit(render_sections(sections, fmt, title=title, subtitle=subtitle, color=color), output)
+
+
+InfoFormat = enum.Enum("InfoFormat", {"table": "table", "json": "json"}, type=str)
+_INFO_TABLE = InfoFormat("table")
+
+
 @app.command()
-def info(warehouse: WarehouseOpt = None) -> None:
-    """Print the warehouse's manifest (inputs, row counts, SAE shape, versions) as JSON."""
+def info(
+    warehouse: WarehouseOpt = None,
+    fmt: Annotated[InfoFormat, typer.Option("--format", "-f", help="table or json.")] = _INFO_TABLE,
+    as_json: JsonOpt = False,
+) -> None:
+    """What the warehouse holds: inputs, SAE shape, row counts and sizes, versions."""
 
     def go():
-        from warehouse.db import check_directory, read_manifest
+        from warehouse.db import check_directory
+        from warehouse.reports import load_manifest
 
         directory = check_directory(warehouse or default_warehouse())
-        manifest = read_manifest(directory)
+        manifest = load_manifest(directory)
         sizes = {
             table: {
                 "rows": sum(f["rows"] for f in files),
                 "bytes": sum(f["bytes"] for f in files),
                 "files": len(files),
             }
-            for table, files in manifest["files"].items()
+            for table, files in manifest.get("files", {}).items()
         }
-        out = {k: v for k, v in manifest.items() if k != "files"}
-        out["tables"] = sizes
-        out["directory"] = str(directory)
-        typer.echo(json.dumps(out, indent=2))
+        if as_json or _choice(fmt) == "json":
+            out = {k: v for k, v in manifest.items() if k != "files"}
+            out["tables"] = sizes
+            out["directory"] = str(directory)
+            _emit(json.dumps(out, indent=2) + "\n", None)
+            return
+        _emit(_info_text(directory, manifest, sizes), None)
 
     run_guarded(go)
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _info_text(directory: Path, manifest: dict, sizes: dict) -> str:
+    from warehouse.render import render_table
+
+    summary = manifest.get("summary", {})
+    sae = manifest.get("sae", {})
+    inputs = manifest.get("inputs", {})
+    alignment = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.get("alignment", {}).items()))
+    facts = [
+        ("directory", str(directory)),
+        ("built", str(manifest.get("built_at", "?"))),
+        ("schema version", str(manifest.get("schema_version", "?"))),
+        ("SAE", f"{sae.get('n_latents', '?'):,} latents, k = {sae.get('k', '?')}"),
+        ("tokenizer", str(manifest.get("tokenizer", "?"))),
+        ("reviews", f"{summary.get('n_reviews', 0):,} "
+                    f"({summary.get('n_reviews_with_tokens', 0):,} with tokens)"),
+        ("tokens", f"{summary.get('n_tokens', 0):,}"),
+        ("activations", f"{summary.get('n_activations', 0):,} "
+                        f"({summary.get('zero_slots_dropped', 0):,} zero slots dropped)"),
+        ("alignment", alignment or "?"),
+    ]
+    for name, meta in sorted(inputs.items()):
+        facts.append((f"input {name}", f"{meta.get('path', '?')} ({_human_bytes(meta.get('bytes', 0))})"))
+    versions = manifest.get("versions", {})
+    facts.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
+    key_width = max(len(k) for k, _ in facts)
+    lines = [f"{k.ljust(key_width)}  {v}" for k, v in facts]
+    rows = [(t, m["rows"], _human_bytes(m["bytes"]), m["files"]) for t, m in sizes.items()]
+    rows.append(("total", sum(m["rows"] for m in sizes.values()),
+                 _human_bytes(sum(m["bytes"] for m in sizes.values())),
+                 sum(m["files"] for m in sizes.values())))
+    table = render_table(["table", "rows", "size", "files"], rows, types=["VARCHAR", "BIGINT", "", "BIGINT"])
+    return "\n".join(lines) + "\n\n" + table
 
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="A read-only SQL query.")],
+    query: Annotated[
+        str, typer.Argument(help="One read-only query (SELECT, WITH, FROM, DESCRIBE...); - reads stdin.")
+    ],
     warehouse: WarehouseOpt = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv, json or jsonl.")] = "table",
+    fmt: FormatOpt = None,
+    as_csv: CsvOpt = False,
+    as_json: JsonOpt = False,
+    output: OutputOpt = None,
 ) -> None:
-    """Run arbitrary read-only SQL against the warehouse (tables and macros)."""
+    """Run one read-only SQL query against the warehouse (tables, views and macros).
+
+    Statements that write (COPY ... TO, EXPORT, ATTACH, INSTALL/LOAD, SET, CREATE...)
+    are refused (exit 6).
+    """
+    chosen = _choose_format(fmt, as_csv, as_json, output)
 
     def go():
-        from warehouse.db import connect
-        from warehouse.render import render
+        from warehouse.reports import run_query
 
-        con = connect(warehouse or default_warehouse())
-        try:
-            rel = con.execute(query)
-            if rel.description is None:
-                return
-            columns = [d[0] for d in rel.description]
-            rows = rel.fetchall()
-        finally:
-            con.close()
-        typer.echo(render(columns, rows, fmt), nl=False)
+        text = sys.stdin.read() if query == "-" else query
+        section = run_query(warehouse or default_warehouse(), text, arrow=chosen == "parquet")
+        if not section.columns:
+            return
+        _write_sections([section], chosen, output, title="saewh sql", subtitle=text, what="the query")
 
     run_guarded(go)
+
+
+# ---------------------------------------------------------------- reports
+
+report_app = typer.Typer(
+    name="report",
+    help="Canned reports, one per SQL file in sql/reports/ (see each one's --help).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(report_app, name="report")
+
+_PY_TYPES = {"INTEGER": int, "BIGINT": int, "DOUBLE": float, "VARCHAR": str, "BOOLEAN": bool}
+
+
+def _param_option(p: Param) -> inspect.Parameter:
+    """The Typer option for a report parameter declared in its SQL header."""
+    flag = "--" + p.name.replace("_", "-")
+    py = _PY_TYPES[p.type]
+    extra: dict[str, Any] = {}
+    if p.minimum is not None:
+        extra["min"] = p.minimum
+    if p.maximum is not None:
+        extra["max"] = p.maximum
+    default = ... if p.required else p.default_value()
+    if p.choices:
+        py = enum.Enum(f"{p.name}_choice", {c: c for c in p.choices}, type=str)
+        if default not in (None, ...):
+            default = py(default)
+    if py is bool:
+        option = typer.Option(default, flag, help=p.help)
+    else:
+        option = typer.Option(default, flag, help=p.help, show_default=default is not None, **extra)
+    annotation = py if (default is not None or py is bool) else (py | None)
+    return inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+
+def _command_line(rep: SqlFile, values: dict[str, Any]) -> str:
+    parts = ["saewh", "report", rep.name]
+    for p in rep.params:
+        v = values.get(p.name)
+        flag = "--" + p.name.replace("_", "-")
+        if p.type == "BOOLEAN":
+            parts += [flag] if v else []
+        elif v is not None:
+            parts += [flag, shlex.quote(str(v))]
+    return " ".join(parts)
+
+
+def _report_command(rep: SqlFile) -> Callable[..., None]:
+    multi = len(rep.statements) > 1
+    section_names = [st.name for st in rep.statements]
+
+    def command(**kwargs: Any) -> None:
+        warehouse = kwargs.pop("warehouse")
+        output = kwargs.pop("output")
+        kwargs.pop("show_sql")  # handled eagerly, see _show_sql
+        sections = [_choice(x) for x in kwargs.pop("section", None) or []] or None
+        kwargs = {k: _choice(v) for k, v in kwargs.items()}
+        chosen = _choose_format(kwargs.pop("fmt"), kwargs.pop("as_csv"), kwargs.pop("as_json"), output)
+        def go():
+            from warehouse.reports import run_report
+
+            result = run_report(
+                rep, warehouse or default_warehouse(), kwargs, sections, arrow=chosen == "parquet"
+            )
+            _write_sections(
+                result,
+                chosen,
+                output,
+                title=_command_line(rep, kwargs),
+                subtitle=rep.description,
+                what=f"the {rep.name} report",
+            )
+
+        run_guarded(go)
+
+    params = [_param_option(p) for p in rep.params]
+    common = [
+        ("warehouse", WarehouseOpt, None),
+        ("fmt", FormatOpt, None),
+        ("as_csv", CsvOpt, False),
+        ("as_json", JsonOpt, False),
+        ("output", OutputOpt, None),
+    ]
+    if multi:
+        section_enum = enum.Enum("section_choice", {n: n for n in section_names}, type=str)
+        section_opt = Annotated[
+            list[section_enum] | None,  # type: ignore[valid-type]
+            typer.Option(
+                "--section",
+                help="Only this section (repeatable); csv and parquet need exactly one.",
+            ),
+        ]
+        common.append(("section", section_opt, None))
+    def show_sql(value: bool) -> None:
+        # Eager: runs before Click checks the required options.
+        if value:
+            _emit(rep.sql if rep.sql.endswith("\n") else rep.sql + "\n", None)
+            raise typer.Exit(0)
+
+    show_sql_opt = typer.Option(
+        "--show-sql", help="Print the report's SQL (run it in the duckdb CLI) and exit.",
+        is_eager=True, callback=show_sql,
+    )
+    common.append(("show_sql", Annotated[bool, show_sql_opt], False))
+    params += [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, annotation, default in common
+    ]
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {}
+    command.__name__ = rep.name.replace("-", "_")
+    doc = rep.description
+    if multi:
+        doc += f"\n\nSections: {', '.join(section_names)}."
+    command.__doc__ = doc
+    return command
+
+
+def _register_reports() -> None:
+    from warehouse.reports import load_reports
+
+    for rep in load_reports().values():
+        report_app.command(name=rep.name)(_report_command(rep))
+
+
+_register_reports()
 
 
 def main() -> None:  # pragma: no cover - console entry point
