@@ -19,8 +19,7 @@ demo: install
 	$(BIN)/saewh synth --out $(DEMO)/inputs --reviews $(DEMO_REVIEWS) --seed 0
 	$(BIN)/saewh build --h5 $(DEMO)/inputs/sae_features.h5 --npz $(DEMO)/inputs/metadata.npz \
 		--warehouse $(DEMO)/warehouse --workers 2 --replace
-	$(BIN)/saewh sql --warehouse $(DEMO)/warehouse \
-		"SELECT rank, value, stars, left_context, token, right_context FROM top_k_contexts(16751, 10)"
+	$(BIN)/saewh report top-k --feature 16751 --k 10 --warehouse $(DEMO)/warehouse
 
 test: install
 	$(BIN)/ruff check .
