@@ -105,11 +105,12 @@ def load_tokenizer(name: str = "gpt2") -> Tokenizer:
     try:
         from transformers import AutoTokenizer
 
-        hf = AutoTokenizer.from_pretrained(name)
+        # local_files_only: the warehouse never reaches the network, even for hub names.
+        hf = AutoTokenizer.from_pretrained(name, local_files_only=True)
         backend = hf.backend_tokenizer
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TokenizerError(f"cannot load tokenizer {name!r}: {first}") from exc
-    size = backend.get_vocab_size()
-    strings = [hf.decode([i]) for i in range(size)]
+    size = backend.get_vocab_size(with_added_tokens=True)
+    strings = [backend.decode([i]) for i in range(size)]
     return Tokenizer(name, backend, strings)
