@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.sqlfiles import load_sql, split_statements, sql_string_literal
+from warehouse.sqlfiles import load_sql, sql_dir, split_statements, sql_string_literal
 
 DB_FILE = "warehouse.duckdb"
 MANIFEST = "manifest.json"
@@ -26,6 +26,12 @@ def _render_schema(root: Path) -> list[str]:
     return split_statements(sql)
 
 
+def _macro_statements() -> list[str]:
+    """sql/macros.sql, then every sql/macros_*.sql (later files may use earlier macros)."""
+    names = ["macros.sql"] + sorted(p.name for p in sql_dir().glob("macros_*.sql"))
+    return [stmt for name in names for stmt in split_statements(load_sql(name).sql)]
+
+
 def create_database(directory: Path, root: Path) -> None:
     """Write `warehouse.duckdb` with the views (over `root`) and the macros."""
     path = Path(directory) / DB_FILE
@@ -34,7 +40,7 @@ def create_database(directory: Path, root: Path) -> None:
     try:
         for stmt in _render_schema(Path(root)):
             con.execute(stmt)
-        for stmt in split_statements(load_sql("macros.sql").sql):
+        for stmt in _macro_statements():
             con.execute(stmt)
         con.execute("CREATE TABLE warehouse_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         con.execute(
@@ -46,11 +52,12 @@ def create_database(directory: Path, root: Path) -> None:
 
 
 def repoint(directory: Path) -> None:
-    """Re-write the views' absolute paths after the warehouse directory moved."""
+    """Re-write the views' absolute paths (after the directory moved) and the macros."""
     directory = Path(directory).absolute()
     con = duckdb.connect(str(directory / DB_FILE))
     try:
-        for stmt in _render_schema(directory):
+        # Macros are re-created too, so a warehouse picks up a newer saewh's macros.
+        for stmt in _render_schema(directory) + _macro_statements():
             con.execute(stmt)
         con.execute("UPDATE warehouse_meta SET value = $root WHERE key = 'root'", {"root": str(directory)})
     finally:
