@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.sqlfiles import load_sql, sql_dir, split_statements, sql_string_literal
+from warehouse.sqlfiles import load_sql, split_statements, sql_dir, sql_string_literal
 
 DB_FILE = "warehouse.duckdb"
 MANIFEST = "manifest.json"
