@@ -181,6 +181,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
     bucket_edges = np.arange(0, n_latents + BUCKET_WIDTH, BUCKET_WIDTH).clip(max=n_latents)
     n_buckets = len(bucket_edges) - 1
 
+    _raise_open_file_limit(n_buckets + 16)
     spills: dict[int, object] = {}
     run_counts: list[np.ndarray] = []
     text_lens: dict[int, int] = {}
@@ -256,6 +257,15 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
         "buckets": n_buckets,
         "text_lens": text_lens,
     }
+
+
+def _raise_open_file_limit(needed: int) -> None:
+    """A worker keeps one spill file open per bucket: wide SAEs need more than 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
 
 
 def _write_tokens(writer, tok, vocab, texts, n_npz, n_tokens_of, text_lens, s, reviews, pos):
