@@ -16,9 +16,11 @@ Phases (memory is bounded by the chunk size, never by the input size):
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import multiprocessing
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,9 +30,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl.inputs import decode_ids, load_npz, open_h5, validate_chunk
+from etl.inputs import InputError, decode_ids, load_npz, open_h5, scan_h5, validate_chunk
 from etl.progress import Progress
-from etl.staging import clean_stale_staging, fingerprint, staging_dir_for, swap_into_place
+from etl.staging import (
+    LockBusy,
+    acquire_build_lock,
+    clean_stale_staging,
+    fingerprint,
+    release_lock,
+    staging_dir_for,
+    swap_into_place,
+    worker_init,
+)
 from etl.tokenizer import load_tokenizer
 
 BUCKET_WIDTH = 64  # features per partition; the SQL macros use the same constant
@@ -48,6 +59,15 @@ class BuildError(Exception):
     """The build cannot proceed (one-line message)."""
 
 
+class OutputError(BuildError):
+    """The warehouse could not be written (disk full, read-only, permission denied)."""
+
+
+# Errors writing the output, as opposed to reading a damaged input.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+_WRITE_MESSAGES = ("no space left", "disk quota", "read-only file system", "permission denied")
+
+
 @dataclass
 class BuildSummary:
     warehouse: str
@@ -60,7 +80,11 @@ class BuildSummary:
     npz_reviews_without_tokens: int = 0
     alignment: dict[str, int] = field(default_factory=dict)
     n_latents: int = 0
+    n_latents_inferred: bool = False
     k: int = 0
+    # Counted, not fatal (README "Validation, warnings and exit codes"): reviews whose
+    # tokens cannot be aligned to their text, and H5 reviews the NPZ lacks.
+    warnings: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     rows_per_second: float = 0.0
     phase_seconds: dict[str, float] = field(default_factory=dict)
@@ -513,7 +537,7 @@ def _run_parallel(fn, args: list[tuple], workers: int, bar: Progress, counter) -
             bar.update(counter.value)
         return out
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers) as pool:
+    with ctx.Pool(workers, initializer=worker_init, initargs=(os.getpid(),)) as pool:
         pending = pool.starmap_async(fn, args, chunksize=1)
         while not pending.ready():
             pending.wait(0.25)
@@ -551,30 +575,51 @@ def build_warehouse(
     n_latents: int = DEFAULT_LATENTS,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     progress: bool = False,
+    infer_latents: bool = False,
 ) -> BuildSummary:
-    """Build a warehouse from an activations H5 and a metadata NPZ, atomically."""
+    """Build a warehouse from an activations H5 and a metadata NPZ, atomically.
+
+    Inputs are checked before anything is written (`etl.inputs`); values are checked
+    chunk by chunk as they stream, and any failure removes the staging directory, so
+    the target is only ever the previous warehouse or the new, verified one.
+    `infer_latents` takes `n_latents` = max feature index + 1 from a first full pass
+    over the H5 (which also checks every value before anything is written).
+    """
     from warehouse.db import create_database, verify_warehouse
 
     started = time.perf_counter()
     h5, npz, target = Path(h5), Path(npz), Path(warehouse).absolute()
-    if target.exists() and not replace:
-        raise BuildError(f"{target}: already exists; pass --replace to rebuild it")
-    if target.exists() and not (target / "manifest.json").is_file():
-        raise BuildError(f"{target}: exists and is not a warehouse; refusing to replace it")
-    if n_latents <= 0:
+    _check_target(target, replace)
+    if not infer_latents and n_latents <= 0:
         raise BuildError(f"--latents must be positive, got {n_latents}")
+    if chunk_tokens <= 0:
+        raise BuildError(f"--chunk-tokens must be positive, got {chunk_tokens}")
     workers = max(1, int(workers))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_staging(target)
 
+    # Validation before anything is written.
     meta = load_npz(npz)
-    tok = load_tokenizer(tokenizer)
-    del tok  # loaded here so a bad tokenizer fails before any work
-    f = open_h5(h5)
+    load_tokenizer(tokenizer)  # a bad tokenizer fails before any work
+    open_h5(h5).close()
+    if infer_latents:
+        n_latents = scan_h5(h5, None, chunk_tokens)
+        if n_latents == 0:
+            raise InputError(f"{h5}: z_idx holds no feature index to infer --latents from")
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock = acquire_build_lock(target)
+    except LockBusy as exc:
+        raise BuildError(str(exc)) from None
+    except OSError as exc:
+        raise _output_error(exc, target) from None
+    f = None
     staging = staging_dir_for(target)
-    summary = BuildSummary(warehouse=str(target), n_latents=n_latents)
+    summary = BuildSummary(warehouse=str(target), n_latents=n_latents, n_latents_inferred=infer_latents)
     phases: dict[str, float] = {}
     try:
+        clean_stale_staging(target)  # and put back a warehouse a crashed swap left aside
+        _check_target(target, replace)
+        f = open_h5(h5)
         shutil.rmtree(staging, ignore_errors=True)
         work = staging / "_work"
         for sub in ("_work", "tokens", "activations"):
@@ -643,6 +688,9 @@ def build_warehouse(
         alignment = _alignment(n_tok, text_lens, n_npz)
         _write_reviews(staging, meta, review_ids, n_tok, first, last, text_lens, alignment)
         _write_feature_tables(staging, merged, n_tokens, int((n_tok > 0).sum()))
+        if not any((staging / "activations").glob("*/*.parquet")):
+            # Not one active slot: an empty file keeps the activations view's glob valid.
+            _activation_writer(staging / "activations" / "bucket=0" / "part-0.parquet").close()
         shutil.rmtree(work)
         create_database(staging, root=staging)
         summary.n_reviews = n_all
@@ -651,6 +699,7 @@ def build_warehouse(
         summary.npz_reviews_without_tokens = int((n_tok[:n_npz] == 0).sum())
         names, counts = np.unique(alignment, return_counts=True)
         summary.alignment = {str(a): int(c) for a, c in zip(names, counts)}
+        summary.warnings = _warnings(summary)
         phases["finish"] = time.perf_counter() - t0
         summary.phase_seconds = {k: round(v, 3) for k, v in phases.items()}
         _write_manifest(staging, summary, h5, npz, tokenizer)
@@ -659,14 +708,81 @@ def build_warehouse(
         from warehouse.db import repoint
 
         repoint(target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if f is not None:
+            f.close()
+        _explain_failure(exc, h5, n_latents, chunk_tokens, target)
         raise
     finally:
         _STATE.clear()
+        release_lock(lock)
     summary.seconds = time.perf_counter() - started
     summary.rows_per_second = summary.n_activations / max(summary.seconds, 1e-9)
     return summary
+
+
+def _warnings(summary: BuildSummary) -> dict[str, int]:
+    """The counted problems worth a warning: information the warehouse cannot hold."""
+    counts = {
+        # More H5 tokens than the text tokenizes to: token columns and contexts are NULL.
+        "reviews_unaligned": summary.alignment.get("mismatch", 0),
+        # The H5 names a review the NPZ lacks: its metadata and text are NULL.
+        "reviews_without_metadata": summary.alignment.get("no_text", 0),
+    }
+    return {k: v for k, v in counts.items() if v}
+
+
+def _check_target(target: Path, replace: bool) -> None:
+    if target.exists() and not replace:
+        raise BuildError(f"{target}: already exists; pass --replace to rebuild it")
+    if target.exists() and not (target / "manifest.json").is_file():
+        raise BuildError(f"{target}: exists and is not a warehouse; refusing to replace it")
+
+
+def _output_error(exc: OSError, target: Path) -> OutputError:
+    what = exc.strerror or str(exc)
+    where = f" ({exc.filename})" if exc.filename else ""
+    return OutputError(
+        f"cannot write the warehouse {target}: {what}{where}; the previous one, if any, is intact"
+    )
+
+
+def _explain_failure(exc: BaseException, h5: Path, n_latents: int, chunk: int, target: Path) -> None:
+    """After a failed build: raise the error the user should see, if it is not `exc`.
+
+    A value error found by a parallel worker, or a read error h5py reports without a
+    position, is traced to the first bad position in the file by one sequential pass
+    (`scan_h5`, only on this error path).  Errors writing the output become
+    `OutputError`.  Anything else (interrupts included) propagates unchanged.
+    """
+    if not isinstance(exc, Exception):
+        return
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        raise _output_error(exc, target) from None
+    if _is_duckdb_io_error(exc) and any(m in str(exc).lower() for m in _WRITE_MESSAGES):
+        raise OutputError(f"cannot write the warehouse {target}: {exc}".split("\n")[0]) from None
+    if isinstance(exc, InputError):
+        stop = exc.position
+        if stop is None and "is not valid UTF-8" not in str(exc):
+            return
+    elif isinstance(exc, (OSError, RuntimeError, ValueError, TypeError, KeyError, IndexError)):
+        stop = None
+    else:
+        return
+    try:
+        scan_h5(h5, n_latents, chunk, stop=stop)
+    except InputError as found:
+        raise found from None
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        return
+
+
+def _is_duckdb_io_error(exc: BaseException) -> bool:
+    import sys
+
+    duckdb = sys.modules.get("duckdb")
+    return duckdb is not None and isinstance(exc, duckdb.IOException)
 
 
 def _alignment(n_tok: np.ndarray, text_lens: np.ndarray, n_npz: int) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import pickle
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,18 @@ INT_ARRAYS = ("stars", "useful")
 
 
 class InputError(Exception):
-    """An input file is missing, malformed or inconsistent (one-line message)."""
+    """An input file is missing, malformed or inconsistent (one-line message).
+
+    `position` is the H5 token row of the problem when there is one, so a parallel
+    build can look for an earlier one (see `scan_h5`).
+    """
+
+    def __init__(self, message: str, position: int | None = None):
+        super().__init__(message)
+        self.position = position
+
+    def __reduce__(self):  # keep `position` across the worker -> parent pickle
+        return (type(self), (str(self), self.position))
 
 
 # The only globals an object array of str needs when numpy pickles it.
@@ -42,8 +54,11 @@ class _ArrayOfStringsUnpickler(pickle.Unpickler):
 
 
 def _read_npy_member(zf: zipfile.ZipFile, member: str, npz: Path, key: str) -> np.ndarray:
-    with zf.open(member) as fh:
-        data = io.BytesIO(fh.read())
+    try:
+        with zf.open(member) as fh:
+            data = io.BytesIO(fh.read())
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+        raise InputError(f"{npz}: array {key!r} cannot be read from the zip ({exc})") from None
     try:
         version = np.lib.format.read_magic(data)
         if version == (1, 0):
@@ -92,11 +107,9 @@ def load_npz(npz: Path) -> dict[str, np.ndarray]:
         if len(arr) != n:
             raise InputError(f"{npz}: array {key!r} has {len(arr)} entries but review_ids has {n}")
     for key in STRING_ARRAYS:
-        out[key] = np.array([_as_str(x) for x in out[key]], dtype=object)
+        out[key] = _strings(out[key], npz, key)
     for key in INT_ARRAYS:
-        if not np.issubdtype(out[key].dtype, np.integer):
-            raise InputError(f"{npz}: array {key!r} must be integers, has {out[key].dtype}")
-        out[key] = out[key].astype(np.int64)
+        out[key] = _int32s(out[key], npz, key)
     ids = out["review_ids"]
     if len(set(ids.tolist())) != n:
         seen: set[str] = set()
@@ -111,11 +124,50 @@ def _as_str(x) -> str:
     return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
 
+def _strings(arr: np.ndarray, npz: Path, key: str) -> np.ndarray:
+    if arr.dtype.kind not in "USO":
+        raise InputError(f"{npz}: array {key!r} must hold strings, has {arr.dtype}")
+    out = np.empty(len(arr), dtype=object)
+    for pos, x in enumerate(arr.tolist()):
+        try:
+            out[pos] = _as_str(x)
+        except UnicodeDecodeError:
+            raise InputError(f"{npz}: {key}[{pos}] is not valid UTF-8") from None
+    return out
+
+
+def _int32s(arr: np.ndarray, npz: Path, key: str) -> np.ndarray:
+    """Integers (or floats holding whole numbers) that fit the warehouse's INTEGER column."""
+    if np.issubdtype(arr.dtype, np.floating):
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{npz}: {key}[{pos}] = {arr[pos]} is not an integer")
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"{npz}: array {key!r} must be integers, has {arr.dtype}")
+    lo, hi = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+    bad = (arr < lo) | (arr > hi)
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{npz}: {key}[{pos}] = {arr[pos]} does not fit a 32-bit integer")
+    return arr.astype(np.int64)
+
+
 @dataclass(frozen=True)
 class H5Shape:
     n_tokens: int
     k: int
     has_unique_ids: bool
+
+
+# What h5py raises when a file's bytes are damaged (it has no exception hierarchy).
+_H5_READ_ERRORS = (OSError, RuntimeError, ValueError, TypeError, KeyError, IndexError)
+
+
+def _is_string_dtype(dt: np.dtype) -> bool:
+    import h5py
+
+    return dt.kind in "SU" or h5py.check_string_dtype(dt) is not None
 
 
 def open_h5(h5: Path):
@@ -127,49 +179,175 @@ def open_h5(h5: Path):
         raise InputError(f"{h5}: file not found")
     try:
         f = h5py.File(h5, "r")
-    except OSError as exc:
-        raise InputError(f"{h5}: not a readable HDF5 file ({exc})") from None
+    except _H5_READ_ERRORS as exc:
+        raise InputError(f"{h5}: not a readable HDF5 file ({_first_line(exc)})") from None
     try:
-        missing = [k for k in REQUIRED_H5 if k not in f]
-        if missing:
-            raise InputError(f"{h5}: missing required dataset(s) {', '.join(missing)}")
-        z_idx, z_val, rev = f["z_idx"], f["z_val"], f["rev_idx"]
-        if z_idx.ndim != 2:
-            raise InputError(f"{h5}: dataset z_idx must be 2-D, has shape {z_idx.shape}")
-        if z_val.shape != z_idx.shape:
-            raise InputError(f"{h5}: dataset z_val has shape {z_val.shape} but z_idx has {z_idx.shape}")
-        if rev.shape != (z_idx.shape[0],):
-            raise InputError(f"{h5}: dataset rev_idx has shape {rev.shape}, expected ({z_idx.shape[0]},)")
-        if not np.issubdtype(z_idx.dtype, np.integer):
-            raise InputError(f"{h5}: dataset z_idx must be integers, has {z_idx.dtype}")
-        if not np.issubdtype(z_val.dtype, np.floating):
-            raise InputError(f"{h5}: dataset z_val must be floats, has {z_val.dtype}")
-        if z_val.dtype.itemsize > 8:
-            raise InputError(f"{h5}: dataset z_val has unsupported dtype {z_val.dtype}")
+        _check_h5_structure(h5, f)
     except InputError:
         f.close()
         raise
+    except _H5_READ_ERRORS as exc:
+        f.close()
+        raise InputError(
+            f"{h5}: damaged HDF5 file, its datasets cannot be read ({_first_line(exc)})"
+        ) from None
     return f
+
+
+def _check_h5_structure(h5: Path, f) -> None:
+    missing = [k for k in REQUIRED_H5 if k not in f]
+    if missing:
+        raise InputError(f"{h5}: missing required dataset(s) {', '.join(missing)}")
+    for name in (*REQUIRED_H5, "review_ids_unique"):
+        if name in f and not hasattr(f[name], "shape"):
+            raise InputError(f"{h5}: {name} is a group, expected a dataset")
+    z_idx, z_val, rev = f["z_idx"], f["z_val"], f["rev_idx"]
+    if z_idx.ndim != 2:
+        raise InputError(f"{h5}: dataset z_idx must be 2-D, has shape {z_idx.shape}")
+    if z_idx.shape[0] < 1 or z_idx.shape[1] < 1:
+        raise InputError(f"{h5}: dataset z_idx has shape {z_idx.shape}: no tokens or no feature slots")
+    if z_val.shape != z_idx.shape:
+        raise InputError(f"{h5}: dataset z_val has shape {z_val.shape} but z_idx has {z_idx.shape}")
+    if rev.shape != (z_idx.shape[0],):
+        raise InputError(f"{h5}: dataset rev_idx has shape {rev.shape}, expected ({z_idx.shape[0]},)")
+    if not np.issubdtype(z_idx.dtype, np.integer):
+        raise InputError(f"{h5}: dataset z_idx must be integers, has {z_idx.dtype}")
+    if not np.issubdtype(z_val.dtype, np.floating):
+        raise InputError(f"{h5}: dataset z_val must be floats, has {z_val.dtype}")
+    if z_val.dtype.itemsize > 8:
+        raise InputError(f"{h5}: dataset z_val has unsupported dtype {z_val.dtype}")
+    if not _is_string_dtype(rev.dtype):
+        raise InputError(f"{h5}: dataset rev_idx must hold review id strings, has {rev.dtype}")
+    if "review_ids_unique" in f:
+        uniq = f["review_ids_unique"]
+        if uniq.ndim != 1 or not _is_string_dtype(uniq.dtype):
+            raise InputError(
+                f"{h5}: dataset review_ids_unique must be a 1-D array of strings, "
+                f"has shape {uniq.shape} and dtype {uniq.dtype}"
+            )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def decode_ids(raw: np.ndarray) -> np.ndarray:
     """Review ids from fixed-length bytes or variable-length strings, as an object array."""
-    if raw.dtype.kind == "S":
-        return np.char.decode(raw, "utf-8").astype(object)
-    if raw.dtype.kind == "U":
-        return raw.astype(object)
-    return np.array([_as_str(x) for x in raw], dtype=object)
+    try:
+        if raw.dtype.kind == "S":
+            return np.char.decode(raw, "utf-8").astype(object)
+        if raw.dtype.kind == "U":
+            return raw.astype(object)
+        return np.array([_as_str(x) for x in raw], dtype=object)
+    except UnicodeDecodeError:
+        # The caller knows no file or position: `scan_h5` finds the exact one.
+        raise InputError("a review id is not valid UTF-8") from None
 
 
-def validate_chunk(h5: Path, s: int, idx: np.ndarray, val: np.ndarray, n_latents: int) -> None:
-    bad = (idx < 0) | (idx >= n_latents)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
+def _bad_id_position(raw: np.ndarray) -> int | None:
+    for pos, x in enumerate(raw.tolist()):
+        if isinstance(x, bytes):
+            try:
+                x.decode("utf-8")
+            except UnicodeDecodeError:
+                return pos
+    return None
+
+
+def validate_chunk(h5: Path, s: int, idx: np.ndarray, val: np.ndarray, n_latents: int | None) -> None:
+    """Check the rows `s, s+1, ...` of z_idx/z_val; raise on the first bad row.
+
+    Errors: a feature index outside [0, n_latents) (only its sign without n_latents),
+    a value that is NaN, infinite or negative, a feature twice in one token's row.
+    """
+    if idx.size == 0:
+        return
+    out_of_range = idx < 0
+    if n_latents is not None:
+        out_of_range |= idx >= n_latents
+    bad_value = ~np.isfinite(val) | (val < 0)
+    rows_range, rows_value = out_of_range.any(axis=1), bad_value.any(axis=1)
+    srt = np.sort(idx, axis=1)
+    rows_dup = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
+    bad_rows = rows_range | rows_value | rows_dup
+    if not bad_rows.any():
+        return
+    r = int(np.argmax(bad_rows))
+    row = s + r
+    if rows_range[r]:
+        c = int(np.argmax(out_of_range[r]))
+        if n_latents is None:
+            raise InputError(f"{h5}: z_idx[{row}, {c}] = {idx[r, c]} is negative", position=row)
         raise InputError(
-            f"{h5}: z_idx[{s + r}, {c}] = {idx[r, c]} is outside [0, {n_latents}) "
-            "(pass --latents N if the SAE is wider)"
+            f"{h5}: z_idx[{row}, {c}] = {idx[r, c]} is outside [0, {n_latents}) "
+            "(pass --latents N if the SAE is wider, or --infer-latents)",
+            position=row,
         )
-    bad = ~np.isfinite(val) | (val < 0)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise InputError(f"{h5}: z_val[{s + r}, {c}] = {val[r, c]} is not a finite non-negative activation")
+    if rows_value[r]:
+        c = int(np.argmax(bad_value[r]))
+        raise InputError(
+            f"{h5}: z_val[{row}, {c}] = {val[r, c]} is not a finite non-negative activation",
+            position=row,
+        )
+    feats = idx[r].tolist()
+    c2 = next(i for i in range(1, len(feats)) if feats[i] in feats[:i])
+    c1 = feats.index(feats[c2])
+    raise InputError(
+        f"{h5}: z_idx[{row}] holds feature {feats[c2]} twice (slots {c1} and {c2}); "
+        "a token's top-k features must be distinct",
+        position=row,
+    )
+
+
+def _read(h5: Path, ds, name: str, s: int, e: int) -> np.ndarray:
+    try:
+        return ds[s:e]
+    except _H5_READ_ERRORS as exc:
+        reason = _first_line(exc)
+    # Narrow the damage down to the first unreadable storage chunk of the range.
+    step = ds.chunks[0] if ds.chunks else max(1, (e - s) // 64)
+    lo = s
+    while lo < e:
+        hi = min(e, (lo // step + 1) * step)
+        try:
+            ds[lo:hi]
+        except _H5_READ_ERRORS as exc:
+            s, e, reason = lo, hi, _first_line(exc)
+            break
+        lo = hi
+    raise InputError(f"{h5}: cannot read {name}[{s}:{e}] ({reason})", position=s)
+
+
+def scan_h5(h5: Path, n_latents: int | None, chunk: int, stop: int | None = None) -> int:
+    """Read and check every row of the H5 up to `stop`; return max feature index + 1.
+
+    One sequential pass, so the error it raises is the first bad position in the file:
+    an unreadable (damaged) range of any dataset, a review id that is not UTF-8, or a
+    bad z_idx/z_val row (see `validate_chunk`).  Used before the build to infer
+    `n_latents`, and after a failed build to name the first bad position.
+    """
+    f = open_h5(h5)
+    with f:
+        z_idx, z_val, rev = f["z_idx"], f["z_val"], f["rev_idx"]
+        n = z_idx.shape[0] if stop is None else min(stop, z_idx.shape[0])
+        if "review_ids_unique" in f:
+            uniq = f["review_ids_unique"]
+            for s in range(0, uniq.shape[0], chunk):
+                raw = _read(h5, uniq, "review_ids_unique", s, s + chunk)
+                bad = _bad_id_position(raw)
+                if bad is not None:
+                    raise InputError(f"{h5}: review_ids_unique[{s + bad}] is not valid UTF-8")
+        top = -1
+        for s in range(0, n, chunk):
+            e = min(s + chunk, n)
+            raw = _read(h5, rev, "rev_idx", s, e)
+            bad = _bad_id_position(raw)
+            if bad is not None:
+                raise InputError(f"{h5}: rev_idx[{s + bad}] is not valid UTF-8", position=s + bad)
+            idx = _read(h5, z_idx, "z_idx", s, e)
+            val = _read(h5, z_val, "z_val", s, e)
+            validate_chunk(h5, s, idx, val, n_latents)
+            if idx.size:
+                top = max(top, int(idx.max()))
+    return top + 1

@@ -1,11 +1,41 @@
-"""Staging directories and the atomic swap that publishes a finished build."""
+"""Staging directories, the build lock and the atomic swap that publishes a build.
+
+A build writes everything into `.NAME.staging-PID` beside the target `NAME` and, once
+the result is complete, synced to disk and verified, swaps it into place:
+
+- with `renameat2(RENAME_EXCHANGE)` (Linux >= 3.15, on ext4, xfs, btrfs, tmpfs...) the
+  two directories trade names in one atomic step, so `NAME` is at every instant either
+  the old or the new warehouse; the old one, now at the staging name, is then deleted;
+- elsewhere, with two renames: `NAME` -> `.NAME.old-PID`, staging -> `NAME`.  A crash
+  between the two leaves no `NAME` but a complete `.NAME.old-PID`, which the next build
+  (and `warehouse.db.connect`) renames back (`recover_target`).
+
+Builds of one target are serialized by an exclusive `flock` on `.NAME.lock`, held by
+the build and its forked workers; the kernel drops it when they die, however they die.
+So whoever holds the lock knows every other staging/old directory of that target is a
+leftover of a dead build and can clean it up.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
+import fcntl
 import hashlib
 import os
 import shutil
+import signal
+from contextlib import contextmanager
 from pathlib import Path
+
+
+class LockBusy(Exception):
+    """Another build of the same target holds its lock."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so the build cleans up like on Ctrl-C."""
 
 
 def fingerprint(path: Path) -> dict:
@@ -29,36 +59,224 @@ def staging_dir_for(target: Path) -> Path:
     return target.parent / f".{target.name}.staging-{os.getpid()}"
 
 
-def clean_stale_staging(target: Path) -> None:
-    """Remove staging/old directories left by builds whose process is gone."""
-    for pattern in (f".{target.name}.staging-*", f".{target.name}.old-*"):
-        for path in target.parent.glob(pattern):
-            pid = path.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
-                continue
-            shutil.rmtree(path, ignore_errors=True)
+def _lock_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.lock"
 
 
-def _pid_alive(pid: int) -> bool:
+def _leftovers(target: Path, kind: str) -> list[Path]:
+    return sorted(p for p in target.parent.glob(f".{target.name}.{kind}-*") if p.is_dir())
+
+
+# --------------------------------------------------------------------------- the lock
+
+
+def try_lock(target: Path) -> int | None:
+    """Take the target's build lock without waiting: its fd, or None when it is held."""
+    fd = os.open(_lock_path(target), os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def release_lock(fd: int) -> None:
+    os.close(fd)  # closing our copy; forked workers' copies die with them
+
+
+def acquire_build_lock(target: Path) -> int:
+    """Take the target's build lock (LockBusy if another build has it); returns its fd."""
+    fd = try_lock(target)
+    if fd is None:
+        try:
+            holder = _lock_path(target).read_text().strip() or "?"
+        except OSError:
+            holder = "?"
+        raise LockBusy(f"{target}: another build of it is running (pid {holder}); wait for it to finish")
+    return fd
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def recover_target(target: Path) -> bool:
+    """With the lock held: if the target is missing, put back a `.old` the swap left.
+
+    Returns True when it restored one.  A `.old-PID` directory is only ever created by
+    one rename of a complete warehouse and deleted after a rename to `.trash-PID`, so
+    it is always complete.
+    """
+    if target.exists():
         return False
-    except PermissionError:
-        return True
+    olds = [p for p in _leftovers(target, "old") if (p / "manifest.json").is_file()]
+    if not olds:
+        return False
+    newest = max(olds, key=lambda p: p.stat().st_mtime)
+    os.rename(newest, target)
+    _fsync_dir(target.parent)
     return True
 
 
+def clean_stale_staging(target: Path) -> None:
+    """With the lock held: recover a missing target, then delete leftovers of dead builds."""
+    recover_target(target)
+    mine = staging_dir_for(target)
+    for kind in ("staging", "old", "trash"):
+        for path in _leftovers(target, kind):
+            if path != mine:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def recover_if_missing(target: Path) -> bool:
+    """For readers: restore a `.old` left by a crashed swap, if no build is running."""
+    target = Path(target)
+    if target.exists() or not target.parent.is_dir() or not _leftovers(target, "old"):
+        return False
+    try:
+        fd = try_lock(target)
+    except OSError:
+        return False  # cannot write the parent directory: leave it to the owner
+    if fd is None:
+        return False  # a build is in the middle of its swap
+    try:
+        return recover_target(target)
+    except OSError:
+        return False
+    finally:
+        release_lock(fd)
+
+
+# --------------------------------------------------------------------------- the swap
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file and directory under `root` to disk (before it is published)."""
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _renameat2():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Atomically swap the names of `a` and `b`; False if the system cannot."""
+    fn = _renameat2()
+    if fn is None:
+        return False
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def _discard(path: Path, target: Path) -> None:
+    trash = target.parent / f".{target.name}.trash-{os.getpid()}"
+    try:
+        os.rename(path, trash)
+    except OSError:
+        trash = path
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def swap_into_place(staging: Path, target: Path) -> None:
-    """Move the finished staging directory to the target; the old one survives a crash."""
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.rename(target, old)
-        try:
-            os.rename(staging, target)
-        except BaseException:
-            os.rename(old, target)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
+    """Publish the finished staging directory at `target`; a crash leaves old or new."""
+    fsync_tree(staging)
+    _fsync_dir(staging.parent)
+    if not target.exists():
         os.rename(staging, target)
+        _fsync_dir(target.parent)
+        return
+    if exchange(staging, target):
+        _fsync_dir(target.parent)
+        _discard(staging, target)  # the staging name now holds the previous warehouse
+        return
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    os.rename(target, old)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    _fsync_dir(target.parent)
+    _discard(old, target)
+
+
+# --------------------------------------------------------------------------- signals
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextmanager
+def sigterm_as_exception():
+    """In the main thread: turn SIGTERM into `Terminated` so cleanup code runs."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def worker_init(parent_pid: int) -> None:
+    """Pool worker setup: die with the parent, leave SIGINT/SIGTERM handling to it.
+
+    The parent handles Ctrl-C and SIGTERM and then terminates the pool (SIGTERM, default
+    action), so workers print no tracebacks; if the parent is SIGKILLed the kernel kills
+    the workers too (PR_SET_PDEATHSIG) instead of leaving them writing into a dead
+    build's staging directory.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)

@@ -9,6 +9,7 @@ network is ever needed.  Any other name or path goes through
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -102,6 +103,11 @@ def load_tokenizer(name: str = "gpt2") -> Tokenizer:
         backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         backend.decoder = decoders.ByteLevel()
         return Tokenizer(name, backend, _byte_level_strings(vocab))
+    if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().is_dir():
+        raise TokenizerError(f"cannot load tokenizer {name!r}: no such directory")
+    # transformers prints an advisory on import when PyTorch is missing: every saewh
+    # error is one line on stderr, so keep it quiet (a user's own setting wins).
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     try:
         from transformers import AutoTokenizer
 

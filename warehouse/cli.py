@@ -81,7 +81,9 @@ class ExitCode(enum.IntEnum):
     WAREHOUSE = 4  # warehouse missing, not a warehouse, already exists, or fails verify
     NOT_FOUND = 5  # unknown feature or review id
     QUERY = 6  # the SQL failed or tried to write
-    INTERRUPTED = 130
+    WRITE_FAILED = 7  # the warehouse could not be written (disk full, read-only, permissions)
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    TERMINATED = 143  # SIGTERM
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
@@ -123,7 +125,9 @@ def run_guarded(fn: Callable[[], T]) -> T:
         if code is ExitCode.INTERNAL:
             raise fail(f"internal error: {type(exc).__name__}: {_one_line(exc)}", code) from None
         raise fail(_one_line(exc), code) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # (etl.staging.Terminated is one: SIGTERM in a build)
+        if isinstance(exc, _loaded("etl.staging", "Terminated")):
+            raise fail("terminated", ExitCode.TERMINATED) from None
         raise fail("interrupted", ExitCode.INTERRUPTED) from None
 
 
@@ -133,6 +137,8 @@ def _classify(exc: BaseException) -> ExitCode:
     warehouse_errors = _loaded("etl.build", "BuildError") + _loaded("warehouse.db", "WarehouseError")
     if isinstance(exc, bad_input):
         return ExitCode.BAD_INPUT
+    if isinstance(exc, _loaded("etl.build", "OutputError")):
+        return ExitCode.WRITE_FAILED
     if isinstance(exc, warehouse_errors):
         return ExitCode.WAREHOUSE
     if isinstance(exc, _loaded("warehouse.reports", "NotFound")):
@@ -196,37 +202,64 @@ def build(
     tokenizer: Annotated[str, typer.Option(help="`gpt2` (offline) or a transformers name/path.")] = "gpt2",
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     replace: Annotated[bool, typer.Option("--replace", help="Replace an existing warehouse.")] = False,
-    latents: Annotated[int, typer.Option(min=1, help="SAE width; feature ids must be below it.")] = 24576,
+    latents: Annotated[
+        int | None,
+        typer.Option(min=1, help="SAE width; feature ids must be below it.  [default: 24576]"),
+    ] = None,
+    infer_latents: Annotated[
+        bool,
+        typer.Option("--infer-latents", help="SAE width = max feature id in the H5 + 1 (one more pass)."),
+    ] = False,
     chunk_tokens: Annotated[int, typer.Option(min=1, help="Tokens per processing chunk.")] = 131072,
 ) -> None:
-    """Build (or with --replace, atomically rebuild) a warehouse from an H5 and an NPZ."""
+    """Build (or with --replace, atomically rebuild) a warehouse from an H5 and an NPZ.
+
+    Inputs are validated first; the build writes into a staging directory beside the
+    target and swaps it in only when complete and verified (see the README).
+    """
+    if infer_latents and latents is not None:
+        raise fail("--latents and --infer-latents exclude each other", ExitCode.USAGE)
 
     def go():
-        from etl.build import build_warehouse
+        from etl.build import DEFAULT_LATENTS, build_warehouse
+        from etl.staging import sigterm_as_exception
 
         target = warehouse or default_warehouse()
-        s = build_warehouse(
-            h5,
-            npz,
-            target,
-            tokenizer=tokenizer,
-            workers=workers,
-            replace=replace,
-            n_latents=latents,
-            chunk_tokens=chunk_tokens,
-            progress=True,
-        )
+        with sigterm_as_exception():
+            s = build_warehouse(
+                h5,
+                npz,
+                target,
+                tokenizer=tokenizer,
+                workers=workers,
+                replace=replace,
+                n_latents=latents or DEFAULT_LATENTS,
+                chunk_tokens=chunk_tokens,
+                progress=True,
+                infer_latents=infer_latents,
+            )
         aligned = ", ".join(f"{k} {v:,}" for k, v in sorted(s.alignment.items()))
         typer.echo(
             f"built {s.warehouse}: {s.n_activations:,} activations from {s.n_tokens:,} tokens "
             f"in {s.seconds:.1f}s ({s.rows_per_second:,.0f} rows/s); "
             f"{s.zero_slots_dropped:,} zero slots dropped; {s.n_reviews:,} reviews "
             f"({s.h5_reviews_missing_from_npz:,} only in the H5, "
-            f"{s.npz_reviews_without_tokens:,} without tokens); alignment: {aligned}",
+            f"{s.npz_reviews_without_tokens:,} without tokens); alignment: {aligned}"
+            + (f"; {s.n_latents:,} latents inferred" if s.n_latents_inferred else ""),
             err=True,
         )
+        for what, n in s.warnings.items():
+            typer.echo(f"saewh: warning: {n:,} {_WARNINGS.get(what, what)}", err=True)
 
     run_guarded(go)
+
+
+_WARNINGS = {
+    "reviews_unaligned": "review(s) have more H5 tokens than their text (alignment 'mismatch'): "
+    "their token text, offsets and contexts are NULL",
+    "reviews_without_metadata": "review(s) named in the H5 are missing from the NPZ (alignment "
+    "'no_text'): their text and metadata are NULL",
+}
 
 
 @app.command()
