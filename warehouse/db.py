@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import duckdb
@@ -67,7 +68,12 @@ def repoint(directory: Path) -> None:
 def check_directory(directory: Path) -> Path:
     directory = Path(directory).absolute()
     if not directory.exists():
-        raise WarehouseError(f"{directory}: no such warehouse; build one with `saewh build`")
+        from etl.staging import recover_if_missing
+
+        # A build killed in the middle of its swap (only possible where renameat2 is
+        # missing) leaves the previous warehouse beside the target: put it back.
+        if not recover_if_missing(directory):
+            raise WarehouseError(f"{directory}: no such warehouse; build one with `saewh build`")
     if not (directory / MANIFEST).is_file() or not (directory / DB_FILE).is_file():
         raise WarehouseError(
             f"{directory}: not a warehouse (no {MANIFEST} or {DB_FILE}); build one with `saewh build`"
@@ -75,24 +81,55 @@ def check_directory(directory: Path) -> Path:
     return directory
 
 
-def connect(directory: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """Open a warehouse for querying (read-only by default), re-pointing it if it moved."""
-    directory = check_directory(directory)
-    con = duckdb.connect(str(directory / DB_FILE), read_only=read_only)
+def _open_db(directory: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect, waiting a little while another process re-points the file."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            return duckdb.connect(str(directory / DB_FILE), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _stored_root(con: duckdb.DuckDBPyConnection, directory: Path) -> str | None:
     try:
-        stored = con.execute("SELECT value FROM warehouse_meta WHERE key = 'root'").fetchone()
+        row = con.execute("SELECT value FROM warehouse_meta WHERE key = 'root'").fetchone()
     except duckdb.Error as exc:
         con.close()
         raise WarehouseError(f"{directory}: not a warehouse database ({exc})") from None
-    if stored and stored[0] != str(directory):
-        con.close()
-        if not os.access(directory / DB_FILE, os.W_OK):
-            raise WarehouseError(
-                f"{directory}: moved from {stored[0]} and not writable; "
-                f"run `saewh repoint {directory}` as its owner"
-            )
-        repoint(directory)
-        con = duckdb.connect(str(directory / DB_FILE), read_only=read_only)
+    return row[0] if row else None
+
+
+def _overlay_views(con: duckdb.DuckDBPyConnection, directory: Path) -> None:
+    """Temporary views over `directory` that shadow the stored ones, for this connection."""
+    for stmt in _render_schema(directory):
+        con.execute(stmt.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1))
+
+
+def connect(directory: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open a warehouse for querying (read-only by default), re-pointing it if it moved.
+
+    A moved warehouse is re-pointed in place when its file can be written (so the
+    DuckDB CLI reads it too); when it cannot (read-only files, or other processes have
+    it open), this connection gets temporary views over the new location instead, so
+    querying never fails and never needs to write.
+    """
+    directory = check_directory(directory)
+    con = _open_db(directory, read_only)
+    stored = _stored_root(con, directory)
+    if stored is None or stored == str(directory):
+        return con
+    con.close()
+    if os.access(directory / DB_FILE, os.W_OK) and os.access(directory, os.W_OK):
+        try:
+            repoint(directory)
+        except duckdb.Error:
+            pass  # e.g. another process has it open: fall back to temporary views
+    con = _open_db(directory, read_only)
+    if _stored_root(con, directory) != str(directory):
+        _overlay_views(con, directory)
     return con
 
 
@@ -100,49 +137,170 @@ def read_manifest(directory: Path) -> dict:
     return json.loads((Path(directory) / MANIFEST).read_text())
 
 
-def verify_warehouse(directory: Path, checksums: bool = False) -> list[str]:
-    """Check files, row counts (and optionally checksums) against the manifest.
+# The contract's columns (README): the build may write more, never fewer.
+CONTRACT_COLUMNS = {
+    "activations": ("token_pos", "review_idx", "feature", "value", "bucket"),
+    "tokens": ("token_pos", "review_idx", "position", "token_id", "token", "char_start", "char_end"),
+    "reviews": ("review_idx", "review_id", "text", "stars", "useful", "user_id", "business_id",
+                "first_token_pos", "n_tokens", "n_text_tokens", "alignment", "in_npz"),
+    "features": ("feature", "n_active", "n_reviews", "density", "review_density", "max_value",
+                 "mean_value", "sum_value"),
+    "top_examples": ("feature", "rank", "token_pos", "review_idx", "value"),
+    "feature_stars": ("feature", "stars", "n_active_reviews", "sum_max_value"),
+    "feature_review_stats": ("feature", "n_rated", "n_low", "n_high", "n_rated_active", "n_low_active",
+                             "n_high_active", "auroc", "auroc_se", "spearman"),
+}
 
-    Returns nothing when all is well; raises WarehouseError naming the first problem.
+
+def verify_warehouse(directory: Path, checksums: bool = False) -> list[str]:
+    """Check a warehouse against its manifest; raise WarehouseError naming the first problem.
+
+    Checks: manifest readable and of this schema version; every table's files present,
+    of the recorded size (and SHA-256 with `checksums`), readable Parquet with the
+    recorded row count and the contract's columns; no unlisted Parquet file a view
+    would pick up; activations files inside their bucket's feature range; row totals
+    agreeing with the build summary (tokens, activations, reviews, one feature row per
+    latent); the database's schema version, and every view returning the files' rows.
+    Returns nothing when all is well.
     """
+    directory = check_directory(directory)
+    try:
+        manifest = read_manifest(directory)
+    except (OSError, ValueError) as exc:
+        raise WarehouseError(f"{directory}: {MANIFEST} is unreadable ({_first_line(exc)})") from None
+    try:
+        totals = _verify_files(directory, manifest, checksums)
+        _verify_summary(directory, manifest, totals)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise WarehouseError(f"{directory}: {MANIFEST} is malformed ({type(exc).__name__}: {exc})") from None
+    _verify_database(directory, totals)
+    return []
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _verify_files(directory: Path, manifest: dict, checksums: bool) -> dict[str, int]:
     import pyarrow.parquet as pq
 
-    directory = check_directory(directory)
-    manifest = read_manifest(directory)
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise WarehouseError(
             f"{directory}: schema version {manifest.get('schema_version')} "
             f"but this saewh reads {SCHEMA_VERSION}; rebuild with `saewh build --replace`"
         )
-    expected_rows: dict[str, int] = {}
-    for table, files in manifest["files"].items():
-        if table not in TABLES:
-            raise WarehouseError(f"{directory}: manifest names an unknown table {table!r}")
+    files = manifest["files"]
+    unknown = sorted(set(files) - set(TABLES))
+    if unknown:
+        raise WarehouseError(f"{directory}: {MANIFEST} names an unknown table {unknown[0]!r}")
+    missing = [t for t in TABLES if t not in files]
+    if missing:
+        raise WarehouseError(f"{directory}: {MANIFEST} lists no files for table {missing[0]}")
+    width = int(manifest.get("layout", {}).get("bucket_width", 0))
+    listed: set[Path] = set()
+    totals: dict[str, int] = {}
+    for table in TABLES:
         total = 0
-        for entry in files:
-            path = directory / entry["path"]
+        for entry in files[table]:
+            rel = str(entry["path"])
+            path = (directory / rel).resolve()
+            if Path(rel).is_absolute() or directory.resolve() not in path.parents:
+                raise WarehouseError(f"{directory}: {MANIFEST} names a file outside the warehouse: {rel}")
+            listed.add(path)
             if not path.is_file():
-                raise WarehouseError(f"{directory}: {entry['path']} is missing")
-            if path.stat().st_size != entry["bytes"]:
-                raise WarehouseError(f"{directory}: {entry['path']} has the wrong size")
-            rows = pq.ParquetFile(path).metadata.num_rows
-            if rows != entry["rows"]:
-                raise WarehouseError(
-                    f"{directory}: {entry['path']} has {rows} rows, manifest says {entry['rows']}"
-                )
+                raise WarehouseError(f"{directory}: {rel} is missing")
+            size = path.stat().st_size
+            if size != entry["bytes"]:
+                raise WarehouseError(f"{directory}: {rel} has {size} bytes, {MANIFEST} says {entry['bytes']}")
             if checksums and _sha256(path) != entry["sha256"]:
-                raise WarehouseError(f"{directory}: {entry['path']} checksum mismatch")
+                raise WarehouseError(f"{directory}: {rel} checksum mismatch (modified or damaged)")
+            try:
+                pf = pq.ParquetFile(path)
+            except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds
+                reason = _first_line(exc)
+                raise WarehouseError(f"{directory}: {rel} is not readable Parquet ({reason})") from None
+            rows = pf.metadata.num_rows
+            if rows != entry["rows"]:
+                raise WarehouseError(f"{directory}: {rel} has {rows} rows, {MANIFEST} says {entry['rows']}")
+            names = set(pf.schema_arrow.names) | ({"bucket"} if table == "activations" else set())
+            lacking = [c for c in CONTRACT_COLUMNS.get(table, ()) if c not in names]
+            if lacking:
+                raise WarehouseError(f"{directory}: {rel} lacks column {lacking[0]} of table {table}")
+            if table == "activations" and width:
+                _check_bucket(directory, rel, pf, width)
             total += rows
-        expected_rows[table] = total
-    con = duckdb.connect(str(directory / DB_FILE), read_only=True)
+        totals[table] = total
+    on_disk = set((directory / "activations").glob("*/*.parquet"))
+    on_disk |= set((directory / "tokens").glob("*.parquet"))
+    on_disk |= {directory / f"{t}.parquet" for t in TABLES if (directory / f"{t}.parquet").exists()}
+    extra = sorted(str(p.relative_to(directory)) for p in on_disk if p.resolve() not in listed)
+    if extra:
+        raise WarehouseError(f"{directory}: {extra[0]} is not in {MANIFEST} (its view would read it)")
+    return totals
+
+
+def _check_bucket(directory: Path, rel: str, pf, width: int) -> None:
+    part = Path(rel).parent.name
+    if not part.startswith("bucket=") or not part[7:].isdigit():
+        raise WarehouseError(f"{directory}: {rel} is not in a bucket=N directory")
+    bucket = int(part[7:])
+    col = pf.schema_arrow.get_field_index("feature")
+    for i in range(pf.metadata.num_row_groups):
+        stats = pf.metadata.row_group(i).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            continue
+        if stats.min < bucket * width or stats.max >= (bucket + 1) * width:
+            raise WarehouseError(
+                f"{directory}: {rel} holds features {stats.min}..{stats.max}, "
+                f"outside bucket {bucket} ({bucket * width}..{(bucket + 1) * width - 1})"
+            )
+
+
+def _verify_summary(directory: Path, manifest: dict, totals: dict[str, int]) -> None:
+    """Row totals against the build's own counts (computed before any file was written)."""
+    summary = manifest.get("summary") or {}
+    expect = {
+        "activations": summary.get("n_activations"),
+        "tokens": summary.get("n_tokens"),
+        "reviews": summary.get("n_reviews"),
+        "features": manifest.get("sae", {}).get("n_latents"),
+    }
+    for table, want in expect.items():
+        if want is not None and totals[table] != int(want):
+            raise WarehouseError(
+                f"{directory}: table {table} has {totals[table]} rows but the build produced {want}"
+            )
+
+
+def _verify_database(directory: Path, totals: dict[str, int]) -> None:
     try:
-        for table, rows in expected_rows.items():
-            got = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+        con = connect(directory)
+    except duckdb.Error as exc:
+        raise WarehouseError(f"{directory}: {DB_FILE} cannot be opened ({_first_line(exc)})") from None
+    try:
+        try:
+            row = con.execute("SELECT value FROM warehouse_meta WHERE key = 'schema_version'").fetchone()
+        except duckdb.Error as exc:
+            reason = _first_line(exc)
+            raise WarehouseError(f"{directory}: {DB_FILE} has no warehouse_meta ({reason})") from None
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            raise WarehouseError(
+                f"{directory}: {DB_FILE} has schema version {row[0] if row else None}, "
+                f"expected {SCHEMA_VERSION}"
+            )
+        for table, rows in totals.items():
+            try:
+                got = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+                cols = [r[0] for r in con.execute(f'DESCRIBE "{table}"').fetchall()]
+            except duckdb.Error as exc:
+                raise WarehouseError(f"{directory}: view {table} fails ({_first_line(exc)})") from None
             if got != rows:
-                raise WarehouseError(f"{directory}: view {table} has {got} rows, files {rows}")
+                raise WarehouseError(f"{directory}: view {table} has {got} rows, its files {rows}")
+            lacking = [c for c in CONTRACT_COLUMNS.get(table, ()) if c not in cols]
+            if lacking:
+                raise WarehouseError(f"{directory}: view {table} lacks column {lacking[0]}")
     finally:
         con.close()
-    return []
 
 
 def _sha256(path: Path) -> str:

@@ -1,0 +1,240 @@
+"""`saewh verify`, the verification every build runs before its swap, and `connect`'s
+handling of moved and half-swapped warehouses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import duckdb
+import pytest
+from inputs import write_inputs
+from reliability import N_LATENTS, ROOT, assert_clean_error, leftovers, saewh, tree_hashes
+
+from etl.build import build_warehouse
+from warehouse.db import connect, verify_warehouse
+
+WAREHOUSE = 4
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    base = tmp_path_factory.mktemp("verify")
+    h5, npz = write_inputs(base / "in", n_reviews=14, n_latents=N_LATENTS, k=8, seed=4, variant="awkward")
+    build_warehouse(h5, npz, base / "wh", n_latents=N_LATENTS, workers=2, chunk_tokens=100)
+    return base / "wh", h5, npz
+
+
+@pytest.fixture
+def wh(built, tmp_path):
+    """A private copy (re-pointed by connect on first use)."""
+    dst = tmp_path / "wh"
+    shutil.copytree(built[0], dst)
+    return dst
+
+
+def manifest(wh):
+    return json.loads((wh / "manifest.json").read_text())
+
+
+def edit_manifest(wh, fn):
+    m = manifest(wh)
+    fn(m)
+    (wh / "manifest.json").write_text(json.dumps(m))
+
+
+def verify(wh, *extra):
+    return saewh("verify", "-w", wh, *extra)
+
+
+def test_intact_warehouse_verifies(wh):
+    result = verify(wh)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.strip() == f"{wh}: ok"
+
+
+def test_flipped_byte_is_a_checksum_mismatch(wh):
+    path = wh / "activations" / "bucket=0" / "part-0.parquet"
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+    assert_clean_error(verify(wh), WAREHOUSE, "activations/bucket=0/part-0.parquet", "checksum")
+
+
+def test_damaged_footer_without_checksums(wh):
+    path = wh / "features.parquet"
+    raw = bytearray(path.read_bytes())
+    raw[-12:-4] = b"\0" * 8  # footer length and part of the metadata
+    path.write_bytes(bytes(raw))
+    assert_clean_error(verify(wh, "--no-checksums"), WAREHOUSE, "features.parquet", "not readable Parquet")
+    assert_clean_error(verify(wh), WAREHOUSE, "features.parquet", "checksum")
+
+
+@pytest.mark.parametrize("victim", ["reviews.parquet", "tokens/part-0000.parquet",
+                                    "activations/bucket=1/part-0.parquet"])
+def test_deleted_file(wh, victim):
+    (wh / victim).unlink()
+    assert_clean_error(verify(wh), WAREHOUSE, victim, "missing")
+
+
+def test_truncated_file(wh):
+    path = wh / "top_examples.parquet"
+    path.write_bytes(path.read_bytes()[:-100])
+    assert_clean_error(verify(wh), WAREHOUSE, "top_examples.parquet", "bytes")
+
+
+def test_extra_file_a_view_would_read(wh):
+    shutil.copy(wh / "activations" / "bucket=0" / "part-0.parquet",
+                wh / "activations" / "bucket=0" / "part-1.parquet")
+    assert_clean_error(verify(wh), WAREHOUSE, "bucket=0/part-1.parquet", "not in manifest.json")
+
+
+def test_manifest_edits(wh):
+    original = (wh / "manifest.json").read_text()
+
+    def check(fn, *needles):
+        (wh / "manifest.json").write_text(original)
+        edit_manifest(wh, fn)
+        assert_clean_error(verify(wh), WAREHOUSE, *needles)
+
+    check(lambda m: m["files"]["reviews"][0].update(rows=m["files"]["reviews"][0]["rows"] + 1),
+          "reviews.parquet", "rows")
+    check(lambda m: m["files"]["features"][0].update(bytes=1), "features.parquet", "bytes")
+    check(lambda m: m["files"]["features"][0].update(sha256="0" * 64), "features.parquet", "checksum")
+    check(lambda m: m.update(schema_version=99), "schema version 99")
+    check(lambda m: m.pop("files"), "manifest.json is malformed")
+    check(lambda m: m["files"].pop("tokens"), "no files for table tokens")
+    check(lambda m: m["files"]["reviews"][0].update(path="../../../etc/passwd"), "outside the warehouse")
+    check(lambda m: m["summary"].update(n_activations=m["summary"]["n_activations"] + 5),
+          "activations", "the build produced")
+    check(lambda m: m["sae"].update(n_latents=N_LATENTS * 2), "table features", "the build produced")
+    (wh / "manifest.json").write_text("{not json")
+    assert_clean_error(verify(wh), WAREHOUSE, "manifest.json is unreadable")
+
+
+def test_database_damaged_or_missing(wh):
+    db = wh / "warehouse.duckdb"
+    db.write_bytes(b"\0" * 4096)
+    assert_clean_error(verify(wh), WAREHOUSE, "warehouse.duckdb")
+    db.unlink()
+    assert_clean_error(verify(wh), WAREHOUSE, "not a warehouse")
+
+
+def test_misplaced_bucket_file(wh):
+    """A file in the wrong bucket directory would answer the wrong feature's queries."""
+    a = wh / "activations" / "bucket=0" / "part-0.parquet"
+    b = wh / "activations" / "bucket=1" / "part-0.parquet"
+    sa, sb = a.read_bytes(), b.read_bytes()
+    a.write_bytes(sb)
+    b.write_bytes(sa)
+
+    def swap_entries(m):
+        files = {e["path"]: e for e in m["files"]["activations"]}
+        ea, eb = files["activations/bucket=0/part-0.parquet"], files["activations/bucket=1/part-0.parquet"]
+        for key in ("bytes", "rows", "sha256"):
+            ea[key], eb[key] = eb[key], ea[key]
+
+    edit_manifest(wh, swap_entries)
+    assert_clean_error(verify(wh), WAREHOUSE, "activations/bucket=0/part-0.parquet", "outside bucket 0")
+
+
+def test_moved_warehouse_verifies(built, tmp_path):
+    moved = tmp_path / "elsewhere" / "moved"
+    shutil.copytree(built[0], moved)
+    assert verify(moved).exit_code == 0
+
+
+# --------------------------------------------------------------------------- build-time verify
+
+
+def test_build_verifies_before_the_swap(built, tmp_path, monkeypatch):
+    """A build whose output lost rows (here: a bucket file deleted after the merge) fails
+    its own verification; the previous warehouse stays, byte for byte."""
+    import etl.build as build_mod
+
+    target = tmp_path / "wh"
+    shutil.copytree(built[0], target)
+    connect(target).close()  # re-point the copy, so hashing below sees its final bytes
+    before = tree_hashes(target)
+    real_write = build_mod._write_feature_tables
+
+    def lose_a_bucket(staging, *args, **kw):
+        real_write(staging, *args, **kw)
+        (staging / "activations" / "bucket=2" / "part-0.parquet").unlink()
+
+    monkeypatch.setattr(build_mod, "_write_feature_tables", lose_a_bucket)
+    result = saewh("build", "--h5", built[1], "--npz", built[2], "-w", target, "--latents", N_LATENTS,
+                   "--replace")
+    assert_clean_error(result, WAREHOUSE, "table activations has", "the build produced")
+    assert tree_hashes(target) == before
+    assert leftovers(target) == []
+
+
+# --------------------------------------------------------------------------- connect
+
+
+def test_connect_recovers_a_half_swapped_warehouse(built, tmp_path):
+    """Where renameat2 is missing the swap is two renames; a crash between them leaves
+    `.NAME.old-PID` and no NAME.  connect (and so every query) puts it back."""
+    target = tmp_path / "wh"
+    shutil.copytree(built[0], tmp_path / ".wh.old-4242")
+    con = connect(target)
+    try:
+        n = con.execute("SELECT count(*) FROM reviews").fetchone()[0]
+        assert n == manifest(target)["summary"]["n_reviews"]
+    finally:
+        con.close()
+    assert target.is_dir() and leftovers(target) == []
+
+
+def test_saewh_sql_recovers_too(built, tmp_path):
+    shutil.copytree(built[0], tmp_path / ".wh.old-4243")
+    result = saewh("sql", "-w", tmp_path / "wh", "SELECT count(*) AS n FROM features", "--csv")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == ["n", str(N_LATENTS)]
+
+
+def test_connect_to_a_moved_warehouse_another_process_holds_open(built, tmp_path):
+    """Re-pointing needs a write lock; while another process reads the file, connect
+    falls back to temporary views instead of failing (and writes nothing)."""
+    moved = tmp_path / "moved"
+    shutil.copytree(built[0], moved)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
+         "print('open', flush=True); time.sleep(60)", str(moved / "warehouse.duckdb")],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        before = tree_hashes(moved)
+        con = connect(moved)
+        try:
+            n = con.execute("SELECT count(*) FROM activations").fetchone()[0]
+            top = con.execute("SELECT count(*) FROM top_k(0, 5)").fetchone()[0]
+            stored = con.execute("SELECT value FROM warehouse_meta WHERE key = 'root'").fetchone()[0]
+        finally:
+            con.close()
+        assert n == manifest(moved)["summary"]["n_activations"] and top == 5
+        assert stored == str(built[0])  # not re-pointed: someone else had it open
+        assert tree_hashes(moved) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_connect_is_read_only(built, tmp_path):
+    con = connect(built[0])
+    try:
+        with pytest.raises(duckdb.Error, match="read-only"):
+            con.execute("CREATE TABLE t (x INTEGER)")
+    finally:
+        con.close()
+
+
+def test_verify_function_returns_nothing_when_ok(built):
+    assert verify_warehouse(built[0], checksums=True) == []
+    assert os.path.isdir(built[0])
