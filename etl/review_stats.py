@@ -1,0 +1,440 @@
+"""Build-time review-level statistics per feature: the table `feature_review_stats`.
+
+Two passes, both vectorized (no per-review Python loop):
+
+1. `bucket_review_stats` runs inside the merge of each bucket (etl/build.py
+   `_merge_bucket`), on the arrays the merge already holds: one row per (feature,
+   review) pair with the review's max activation.  It computes, per feature, how the
+   per-review max activation x separates star ratings over the reviews that have tokens
+   and a star rating (x = 0 for a review the feature never fires in):
+   - AUROC of x for low (stars <= 2) against high (stars >= 4) reviews: the probability
+     that a random low review has a larger x than a random high one, ties counted 1/2
+     (all inactive reviews are one tied group at 0); > 0.5 means "fires in low reviews".
+     Its standard error is DeLong's (placement values, exact with ties).
+   - Spearman's correlation of x with the star rating, average ranks for ties.
+   - The support: active reviews among low, high and all rated reviews.
+   Ranks of the active reviews come from one lexsort of the bucket's pairs by
+   (feature, value); the inactive reviews of a feature are one tied group whose rank is
+   known in closed form, and there are only a handful of star values, so every sum
+   the statistics need is a bincount over the bucket's pairs.
+
+2. `write_review_stats` runs once at the end of the build, next to the other feature
+   tables.  It needs the reviews' business and user ids, which the merge workers do not
+   have, so it re-reads each bucket's (feature, review_idx) columns from the written
+   Parquet (sorted by feature, so one bucket at a time bounds memory) and adds:
+   - the shape of a feature's activity inside reviews (single-token reviews, the most
+     active tokens in one review);
+   - concentration across businesses and users: the share of the feature's active
+     reviews that come from its 10 most frequent businesses (users), and the Gini
+     index of active-review counts over all businesses (users) that have reviews with
+     tokens (zeros included, so a feature living in one business scores ~1).
+
+The log-odds ratio and the confidence intervals are computed in SQL from these columns
+(sql/macros_analysis.sql), so their formulas stay next to the queries that use them.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+LOW_STARS_MAX = 2  # "low" reviews: stars <= 2
+HIGH_STARS_MIN = 4  # "high" reviews: stars >= 4
+TOP_GROUPS = 10  # top_10_*_share
+
+_RATED_FIELDS = (
+    "n_rated_active",
+    "n_low_active",
+    "n_high_active",
+    "auroc",
+    "auroc_se",
+    "spearman",
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _heads(*keys: np.ndarray) -> np.ndarray:
+    """Start indices of the runs of equal keys (arrays already sorted by those keys)."""
+    n = len(keys[0])
+    change = np.zeros(n, bool)
+    if n:
+        change[0] = True
+    for k in keys:
+        change[1:] |= k[1:] != k[:-1]
+    return np.flatnonzero(change)
+
+
+def _run_bounds(heads: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per element: the start and (exclusive) end of its run."""
+    lens = np.diff(np.append(heads, n))
+    return np.repeat(heads, lens), np.repeat(heads + lens, lens)
+
+
+def _midrank(member: np.ndarray, f_start: np.ndarray, r_start: np.ndarray, r_end: np.ndarray) -> np.ndarray:
+    """Average rank (1-based) of each element among the `member` elements of its feature.
+
+    Elements are sorted by (feature, value); `r_start`/`r_end` bound the element's run
+    of equal (feature, value) and `f_start` is its feature's first index.  With c the
+    prefix count of members, members before the run are less, members in it are tied.
+    Only meaningful where `member` is true.
+    """
+    c = np.concatenate(([0], np.cumsum(member, dtype=np.int64)))
+    less = c[r_start] - c[f_start]
+    tied = c[r_end] - c[r_start]
+    return less + (tied + 1) / 2.0
+
+
+def _star_groups(star_code: np.ndarray, star_values: np.ndarray) -> dict:
+    """Review-level constants: which star codes are low/high, counts, average star ranks."""
+    rated = star_code >= 0
+    counts = np.bincount(star_code[rated], minlength=len(star_values)).astype(np.float64)
+    n = counts.sum()
+    # Average rank of each star value among all rated reviews (ties: the whole group).
+    before = np.concatenate(([0.0], np.cumsum(counts)[:-1]))
+    star_rank = before + (counts + 1) / 2.0
+    values = np.asarray(star_values)
+    low = values <= LOW_STARS_MAX
+    high = values >= HIGH_STARS_MIN
+    return {
+        "counts": counts,
+        "n": n,
+        "n_low": counts[low].sum(),
+        "n_high": counts[high].sum(),
+        "low": low,
+        "high": high,
+        "centered_star_rank": star_rank - (n + 1) / 2.0,
+    }
+
+
+_GROUPS_CACHE: dict[int, dict] = {}
+
+
+def _cached_star_groups(star_code: np.ndarray, star_values: np.ndarray) -> dict:
+    # One computation per process: every bucket of a build shares the same star_code.
+    key = id(star_code)
+    got = _GROUPS_CACHE.get(key)
+    if got is None or got["_ref"] is not star_code:
+        got = _star_groups(star_code, star_values)
+        got["_ref"] = star_code
+        _GROUPS_CACHE.clear()
+        _GROUPS_CACHE[key] = got
+    return got
+
+
+# --------------------------------------------------------------------------- pass 1
+
+
+def bucket_review_stats(
+    rf: np.ndarray,
+    rr: np.ndarray,
+    rm: np.ndarray,
+    f_lo: int,
+    width: int,
+    star_code: np.ndarray,
+    star_values: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Per-feature star statistics of one bucket from its (feature, review) pairs.
+
+    `rf` is the feature offset within the bucket, `rr` the review_idx and `rm` the
+    review's max activation, one entry per (feature, review) pair; `star_code[rr]` is
+    the index of the review's rating in `star_values`, or -1 for a review without
+    tokens or rating.  Returns arrays of length `width`, keys prefixed `rs_`.
+    """
+    g = _cached_star_groups(star_code, star_values)
+    n, m_low, n_high = g["n"], g["n_low"], g["n_high"]
+    code = star_code[rr]
+    keep = code >= 0
+    f, v, code = rf[keep].astype(np.int64), rm[keep], code[keep]
+    # Sort by (feature, value) with one argsort of a packed key: values are positive
+    # finite float32 (the build rejects anything else), whose bit patterns order like the
+    # numbers themselves, and the feature offset is below 2**31.
+    key = (f.astype(np.uint64) << np.uint64(32)) | v.astype(np.float32).view(np.uint32).astype(np.uint64)
+    order = np.argsort(key, kind="stable")
+    f, v, code = f[order], v[order], code[order]
+    total = len(f)
+    is_low = g["low"][code] if total else np.zeros(0, bool)
+    is_high = g["high"][code] if total else np.zeros(0, bool)
+    is_lh = is_low | is_high
+
+    f_heads = _heads(f)
+    f_start, _ = _run_bounds(f_heads, total)
+    r_start, r_end = _run_bounds(_heads(f, v), total)
+
+    def per_feature(weights: np.ndarray | None = None, mask: np.ndarray | None = None) -> np.ndarray:
+        ff = f if mask is None else f[mask]
+        w = weights if mask is None or weights is None else weights[mask]
+        return np.bincount(ff, weights=w, minlength=width).astype(np.float64)
+
+    a_all = per_feature()
+    a_low = per_feature(mask=is_low)
+    a_high = per_feature(mask=is_high)
+
+    # ---- AUROC (Mann-Whitney U with ties) and DeLong's variance.
+    # For an active low review with value x, its placement among high reviews is
+    # (#high below x + 1/2 #high tied with x) / n_high, and every inactive high review is
+    # below it.  #high below + 1/2 #high tied = midrank among low+high - midrank among low.
+    rank_lh = _midrank(is_lh, f_start, r_start, r_end)
+    rank_low = _midrank(is_low, f_start, r_start, r_end)
+    rank_high = _midrank(is_high, f_start, r_start, r_end)
+    inactive_high = n_high - a_high
+    inactive_low = m_low - a_low
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Per active low review: high reviews it beats (ties 1/2); per active high review:
+        # low reviews that beat it (ties 1/2).
+        beats = inactive_high[f] + (rank_lh - rank_low)
+        beaten = a_low[f] - (rank_lh - rank_high)
+        u = per_feature(beats, is_low) + 0.5 * inactive_low * inactive_high
+        auroc = u / (m_low * n_high)
+        v10_active = beats / n_high
+        v10_inactive = 0.5 * inactive_high / n_high
+        v01_active = beaten / m_low
+        v01_inactive = (a_low + 0.5 * inactive_low) / m_low
+        th = auroc[f]
+        s10 = per_feature((v10_active - th) ** 2, is_low) + inactive_low * (v10_inactive - auroc) ** 2
+        s01 = per_feature((v01_active - th) ** 2, is_high) + inactive_high * (v01_inactive - auroc) ** 2
+        var = s10 / (m_low - 1) / m_low + s01 / (n_high - 1) / n_high
+        auroc_se = np.sqrt(var)
+    if m_low == 0 or n_high == 0:
+        auroc = np.full(width, np.nan)
+    if m_low < 2 or n_high < 2:
+        auroc_se = np.full(width, np.nan)
+
+    # ---- Spearman: Pearson correlation of average ranks, computed on centered ranks.
+    # x ranks: the n - a inactive reviews tie at the bottom, (n - a + 1) / 2; an active
+    # review ranks n - a + its midrank among the feature's active rated reviews.
+    mid = (n + 1) / 2.0
+    rank_rated = _midrank(np.ones(total, bool), f_start, r_start, r_end)
+    inactive = n - a_all
+    rx_inactive = (inactive + 1) / 2.0 - mid  # centered, per feature
+    rx_active = inactive[f] + rank_rated - mid
+    ry = g["centered_star_rank"]
+    ry_active = ry[code] if total else np.zeros(0)
+    counts = g["counts"]
+    # Inactive reviews of star s: counts[s] - active ones of star s.
+    active_per_star = np.bincount(f * len(counts) + code, minlength=width * len(counts)).reshape(
+        width, len(counts)
+    )
+    inactive_ry = ((counts[None, :] - active_per_star) * ry[None, :]).sum(axis=1)
+    sxy = rx_inactive * inactive_ry + per_feature(rx_active * ry_active)
+    sxx = inactive * rx_inactive**2 + per_feature(rx_active**2)
+    syy = float((counts * ry**2).sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spearman = sxy / np.sqrt(sxx * syy)
+    # A constant x (dead, or equal everywhere) has no rank correlation: NULL, not 0/0 noise.
+    spearman[~(sxx > 1e-12 * max(n, 1.0) ** 3)] = np.nan
+    if not syy > 0:
+        spearman[:] = np.nan
+
+    return {
+        "rs_feature": np.arange(f_lo, f_lo + width, dtype=np.int64),
+        "rs_n_rated_active": a_all.astype(np.int64),
+        "rs_n_low_active": a_low.astype(np.int64),
+        "rs_n_high_active": a_high.astype(np.int64),
+        "rs_auroc": auroc,
+        "rs_auroc_se": auroc_se,
+        "rs_spearman": spearman,
+    }
+
+
+# --------------------------------------------------------------------------- pass 2
+
+
+def _codes(values: list) -> np.ndarray:
+    """Dense integer codes of string ids; None (a review the NPZ lacks) is -1."""
+    present = np.array([x is not None for x in values], bool)
+    out = np.full(len(values), -1, np.int64)
+    if present.any():
+        ids = np.array([x for x in values if x is not None], dtype=str)
+        out[present] = np.unique(ids, return_inverse=True)[1]
+    return out
+
+
+def group_concentration(
+    feature: np.ndarray, group: np.ndarray, n_features: int, n_groups: int, top: int = TOP_GROUPS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per feature: distinct groups, share of the `top` largest groups, Gini over n_groups.
+
+    `feature` (0-based, < n_features) and `group` (>= 0) name one active review each.
+    The Gini index is over all `n_groups` groups, zeros included:
+    G = 2 * sum_i i * x_(i) / (n * sum x) - (n + 1) / n with x sorted ascending, i from 1.
+    """
+    n_distinct = np.zeros(n_features, np.int64)
+    share = np.full(n_features, np.nan)
+    gini = np.full(n_features, np.nan)
+    if len(feature) == 0 or n_groups == 0:
+        return n_distinct, share, gini
+    key = feature.astype(np.int64) * n_groups + group
+    uniq, cnt = np.unique(key, return_counts=True)
+    uf = uniq // n_groups
+    order = np.lexsort((cnt, uf))  # by feature, count ascending
+    uf, cnt = uf[order], cnt[order].astype(np.float64)
+    heads = _heads(uf)
+    lens = np.diff(np.append(heads, len(uf)))
+    fid = uf[heads]
+    n_distinct[fid] = lens
+    totals = np.add.reduceat(cnt, heads)
+    # Position within the feature's ascending run (1..k); with n_groups - k zeros before.
+    j = np.arange(len(uf)) - np.repeat(heads, lens) + 1
+    k = np.repeat(lens, lens)
+    i = n_groups - k + j
+    weighted = np.add.reduceat(i * cnt, heads)
+    gini[fid] = 2.0 * weighted / (n_groups * totals) - (n_groups + 1.0) / n_groups
+    from_end = np.repeat(lens, lens) - j  # 0 for the largest
+    share[fid] = np.add.reduceat(np.where(from_end < top, cnt, 0.0), heads) / totals
+    return n_distinct, share, gini
+
+
+def _bucket_pairs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(feature, review_idx, active tokens) per (feature, review) pair of one bucket file."""
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path, columns=["feature", "review_idx"])
+    f = t.column("feature").to_numpy()
+    r = t.column("review_idx").to_numpy()
+    # Rows are sorted by (feature, token_pos): a review's tokens are one run unless the
+    # review is split in the file, in which case the runs are merged by a sort.
+    heads = _heads(f, r)
+    cnt = np.diff(np.append(heads, len(f)))
+    pf, pr = f[heads], r[heads]
+    same_f = pf[1:] == pf[:-1]
+    if np.any(same_f & (pr[1:] <= pr[:-1])):
+        order = np.lexsort((pr, pf))
+        pf, pr, cnt = pf[order], pr[order], cnt[order]
+        h = _heads(pf, pr)
+        pf, pr, cnt = pf[h], pr[h], np.add.reduceat(cnt, h)
+    return pf, pr, cnt
+
+
+_PAIR_FIELDS = (
+    "n_single_token_reviews",
+    "max_tokens_per_review",
+    "n_businesses",
+    "top10_business_share",
+    "business_gini",
+    "n_users",
+    "top10_user_share",
+    "user_gini",
+)
+
+
+def _bucket_pair_stats(
+    path: Path, f_lo: int, width: int, biz: np.ndarray, n_biz: int, usr: np.ndarray, n_usr: int
+) -> dict[str, np.ndarray]:
+    """The pass-2 columns of one bucket's features (see _PAIR_FIELDS)."""
+    out: dict[str, np.ndarray] = {}
+    if not path.exists():
+        return out
+    pf, pr, cnt = _bucket_pairs(path)
+    local = pf.astype(np.int64) - f_lo
+    out["n_single_token_reviews"] = np.bincount(local, weights=cnt == 1, minlength=width).astype(np.int64)
+    most = np.zeros(width, np.int64)
+    np.maximum.at(most, local, cnt)
+    out["max_tokens_per_review"] = most
+    groups = (("business", "businesses", biz, n_biz), ("user", "users", usr, n_usr))
+    for prefix, plural, codes, n_groups in groups:
+        c = codes[pr]
+        ok = c >= 0
+        n_distinct, share, gini = group_concentration(local[ok], c[ok], width, n_groups)
+        out[f"n_{plural}"] = n_distinct
+        out[f"top10_{prefix}_share"] = share
+        out[f"{prefix}_gini"] = gini
+    return out
+
+
+def write_review_stats(staging: Path, merged: list[dict]) -> None:
+    """Write `feature_review_stats.parquet`: one row per feature (dead ones included)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    staging = Path(staging)
+    merged = sorted(merged, key=lambda m: m["bucket"])
+    reviews = pq.read_table(
+        staging / "reviews.parquet", columns=["stars", "n_tokens", "business_id", "user_id"]
+    )
+    stars = reviews.column("stars").to_numpy(zero_copy_only=False)
+    n_tokens = reviews.column("n_tokens").to_numpy()
+    has_tokens = n_tokens > 0
+    biz = _codes(reviews.column("business_id").to_pylist())
+    usr = _codes(reviews.column("user_id").to_pylist())
+    # Groups that count: those with at least one review with tokens.
+    biz = _recode(biz, has_tokens)
+    usr = _recode(usr, has_tokens)
+    n_biz, n_usr = int(biz.max()) + 1, int(usr.max()) + 1
+    rated = has_tokens & ~np.isnan(stars.astype(np.float64))
+    star_f = stars.astype(np.float64)
+    n_rated = int(rated.sum())
+    n_low = int((rated & (star_f <= LOW_STARS_MAX)).sum())
+    n_high = int((rated & (star_f >= HIGH_STARS_MIN)).sum())
+
+    features = np.concatenate([m["feature"] for m in merged]).astype(np.int64)
+    n_features = len(features)
+    cols: dict[str, np.ndarray] = {}
+    for name in _RATED_FIELDS:
+        full = np.zeros(n_features, np.int64) if name.startswith("n_") else np.full(n_features, np.nan)
+        for m in merged:
+            if "rs_feature" in m:  # buckets without any activation have no pairs
+                full[m["rs_feature"]] = m["rs_" + name]
+        cols[name] = full
+    out = {
+        name: (np.zeros(n_features, np.int64) if name.startswith("n_") else np.full(n_features, np.nan))
+        for name in _PAIR_FIELDS
+    }
+    buckets = staging / "activations"
+    jobs = [
+        (buckets / f"bucket={m['bucket']}" / "part-0.parquet", int(m["feature"][0]), len(m["feature"]))
+        for m in merged
+        if "rs_feature" in m
+    ]
+    # Reading Parquet and numpy's sorts release the GIL: threads overlap the buckets.
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        done = pool.map(lambda job: _bucket_pair_stats(*job, biz, n_biz, usr, n_usr), jobs)
+        for (_, f_lo, width), got in zip(jobs, done):
+            for name, values in got.items():
+                out[name][f_lo : f_lo + width] = values
+    most = np.nan_to_num(out["max_tokens_per_review"], nan=0.0).astype(np.int64)
+
+    n_rev = np.concatenate([m["n_reviews"] for m in merged]).astype(np.int64)
+    dead = n_rev == 0
+
+    def nullable(x: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+        bad = np.isnan(x) if mask is None else (np.isnan(x) | mask)
+        return pa.array(np.where(bad, 0.0, x), pa.float64(), mask=bad)
+
+    table = pa.table(
+        {
+            "feature": features.astype(np.int32),
+            "n_rated": np.full(n_features, n_rated, np.int64),
+            "n_low": np.full(n_features, n_low, np.int64),
+            "n_high": np.full(n_features, n_high, np.int64),
+            "n_rated_active": cols["n_rated_active"],
+            "n_low_active": cols["n_low_active"],
+            "n_high_active": cols["n_high_active"],
+            "auroc": nullable(cols["auroc"], cols["n_rated_active"] == 0),
+            "auroc_se": nullable(cols["auroc_se"], cols["n_rated_active"] == 0),
+            "spearman": nullable(cols["spearman"]),
+            "n_single_token_reviews": out["n_single_token_reviews"],
+            "max_tokens_per_review": pa.array(most, pa.int64(), mask=dead),
+            "n_businesses": out["n_businesses"],
+            "top10_business_share": nullable(out["top10_business_share"]),
+            "business_gini": nullable(out["business_gini"]),
+            "n_users": out["n_users"],
+            "top10_user_share": nullable(out["top10_user_share"]),
+            "user_gini": nullable(out["user_gini"]),
+        }
+    )
+    pq.write_table(table, staging / "feature_review_stats.parquet", compression="zstd")
+
+
+def _recode(codes: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Renumber the codes that occur where `keep` holds as 0..n-1; all others -1."""
+    out = np.full(len(codes), -1, np.int64)
+    sel = keep & (codes >= 0)
+    if sel.any():
+        _, inv = np.unique(codes[sel], return_inverse=True)
+        out[sel] = inv
+    return out
