@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from etl.inputs import InputError, decode_ids, load_npz, open_h5, scan_h5, validate_chunk
 from etl.progress import Progress
+from etl.review_stats import bucket_review_stats, write_review_stats
 from etl.staging import (
     LockBusy,
     acquire_build_lock,
@@ -477,6 +478,7 @@ def _merge_bucket(bucket: int) -> dict:
         rf, rr, rm = rf[order], rr[order], rm[order]
         heads = np.flatnonzero(np.append(True, (rf[1:] != rf[:-1]) | (rr[1:] != rr[:-1])))
         rf, rr, rm = rf[heads], rr[heads], np.maximum.reduceat(rm, heads)
+    result.update(bucket_review_stats(rf, rr, rm, f_lo, width, star_code, st["star_values"]))
     n_reviews = np.bincount(rf, minlength=width)
     code = star_code[rr]
     rated = code >= 0
@@ -688,6 +690,7 @@ def build_warehouse(
         alignment = _alignment(n_tok, text_lens, n_npz)
         _write_reviews(staging, meta, review_ids, n_tok, first, last, text_lens, alignment)
         _write_feature_tables(staging, merged, n_tokens, int((n_tok > 0).sum()))
+        write_review_stats(staging, merged)
         if not any((staging / "activations").glob("*/*.parquet")):
             # Not one active slot: an empty file keeps the activations view's glob valid.
             _activation_writer(staging / "activations" / "bucket=0" / "part-0.parquet").close()
@@ -879,7 +882,7 @@ def _write_manifest(staging: Path, summary: BuildSummary, h5: Path, npz: Path, t
     for name in ("activations", "tokens"):
         files = sorted((staging / name).rglob("*.parquet"))
         tables[name] = [_file_entry(staging, p) for p in files]
-    for name in ("reviews", "features", "top_examples", "feature_stars"):
+    for name in ("reviews", "features", "top_examples", "feature_stars", "feature_review_stats"):
         tables[name] = [_file_entry(staging, staging / f"{name}.parquet")]
     manifest = {
         "schema_version": SCHEMA_VERSION,

@@ -26,3 +26,6 @@ SELECT * FROM read_parquet({{root}} || '/top_examples.parquet');
 
 CREATE OR REPLACE VIEW feature_stars AS
 SELECT * FROM read_parquet({{root}} || '/feature_stars.parquet');
+
+CREATE OR REPLACE VIEW feature_review_stats AS
+SELECT * FROM read_parquet({{root}} || '/feature_review_stats.parquet');

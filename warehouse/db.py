@@ -15,7 +15,10 @@ from warehouse.sqlfiles import load_sql, split_statements, sql_dir, sql_string_l
 DB_FILE = "warehouse.duckdb"
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
-TABLES = ("activations", "tokens", "reviews", "features", "top_examples", "feature_stars")
+TABLES = (
+    "activations", "tokens", "reviews", "features", "top_examples", "feature_stars",
+    "feature_review_stats",
+)
 
 
 class WarehouseError(Exception):
