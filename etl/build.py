@@ -38,6 +38,7 @@ from etl.staging import (
     acquire_build_lock,
     clean_stale_staging,
     fingerprint,
+    open_memmap_reserved,
     release_lock,
     staging_dir_for,
     swap_into_place,
@@ -134,8 +135,9 @@ def _map_reviews(f, npz_ids: np.ndarray, work: Path, chunk: int, progress: bool)
 
     rev = f["rev_idx"]
     n = rev.shape[0]
-    review_of = np.lib.format.open_memmap(work / "token_review.npy", "w+", np.int32, (n,))
-    position = np.lib.format.open_memmap(work / "token_position.npy", "w+", np.int32, (n,))
+    # (space reserved up front: a full disk is an error, not a SIGBUS; see etl.staging)
+    review_of = open_memmap_reserved(work / "token_review.npy", np.int32, (n,))
+    position = open_memmap_reserved(work / "token_position.npy", np.int32, (n,))
     counts = np.zeros(max(len(ids), 1024), np.int64)
     first = np.full(len(counts), np.iinfo(np.int64).max, np.int64)
     last = np.full(len(counts), -1, np.int64)

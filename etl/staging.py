@@ -26,6 +26,7 @@ import hashlib
 import os
 import shutil
 import signal
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -167,16 +168,29 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_tree(root: Path) -> None:
-    """Flush every file and directory under `root` to disk (before it is published)."""
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(dirpath))
+    """Flush every file, then every directory, under `root` to disk (before publishing).
+
+    fsync waits on the device and releases the GIL, so a few threads overlap the
+    waits: hundreds of bucket files cost about one fsync's latency, not hundreds.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    dirs, files = [], []
+    for dirpath, _dirs, names in os.walk(root):
+        dirs.append(Path(dirpath))
+        files += [os.path.join(dirpath, n) for n in names]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(_fsync_file, files))
+        list(pool.map(_fsync_dir, dirs))
 
 
 _RENAME_EXCHANGE = 2
@@ -239,25 +253,88 @@ def swap_into_place(staging: Path, target: Path) -> None:
     _discard(old, target)
 
 
+# --------------------------------------------------------------------------- disk space
+
+
+def open_memmap_reserved(path: Path, dtype, shape):
+    """`np.lib.format.open_memmap(path, "w+", ...)` with its disk space allocated up front.
+
+    A new memmap file is sparse: when the disk fills up, the first write to an
+    unallocated page kills the process with SIGBUS, with no cleanup and no message.
+    Allocating the blocks first turns that into an ordinary OSError(ENOSPC) here.
+    """
+    import numpy as np
+
+    arr = np.lib.format.open_memmap(path, "w+", dtype, shape)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC and exc.errno != errno.EDQUOT:
+            return arr  # no fallocate on this filesystem: carry on as before
+        del arr
+        raise
+    finally:
+        os.close(fd)
+    return arr
+
+
 # --------------------------------------------------------------------------- signals
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
+# The interrupt being delivered, if any (KeyboardInterrupt or Terminated).
+_pending: list = [None]
+
+
+def _on_signal(signum, frame):
+    _pending[0] = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    raise _pending[0]()
+
+
+def _raise_pending(signum, frame):
+    if _pending[0] is not None:
+        raise _pending[0]()
+
+
+def _unraisable_hook(previous):
+    def hook(unraisable):
+        # Raised while Python ran a __del__ or weakref callback, the exception was
+        # swallowed ("Exception ignored in ...") and the build would carry on: deliver
+        # it again a moment later, from ordinary code.
+        if _pending[0] is not None and isinstance(unraisable.exc_value, _pending[0]):
+            signal.setitimer(signal.ITIMER_REAL, 0.001)
+            return
+        previous(unraisable)
+
+    return hook
 
 
 @contextmanager
-def sigterm_as_exception():
-    """In the main thread: turn SIGTERM into `Terminated` so cleanup code runs."""
+def interrupts_as_exceptions():
+    """In the main thread: SIGINT -> KeyboardInterrupt, SIGTERM -> Terminated, reliably.
+
+    Python's own SIGINT handling can lose the KeyboardInterrupt when the signal lands
+    inside a garbage-collection callback; a lost interrupt would let a killed build run
+    to completion.  Here a swallowed interrupt is re-delivered (SIGALRM) until the
+    code being interrupted really sees it, so its cleanup (removing the staging
+    directory) runs.
+    """
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread
+        previous = {s: signal.signal(s, _on_signal if s != signal.SIGALRM else _raise_pending) for s in sigs}
+    except ValueError:  # not the main thread: leave signals alone
         yield
         return
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _unraisable_hook(previous_hook)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        _pending[0] = None
+        sys.unraisablehook = previous_hook
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 _PR_SET_PDEATHSIG = 1
@@ -273,6 +350,7 @@ def worker_init(parent_pid: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -222,10 +222,10 @@ def build(
 
     def go():
         from etl.build import DEFAULT_LATENTS, build_warehouse
-        from etl.staging import sigterm_as_exception
+        from etl.staging import interrupts_as_exceptions
 
         target = warehouse or default_warehouse()
-        with sigterm_as_exception():
+        with interrupts_as_exceptions():
             s = build_warehouse(
                 h5,
                 npz,
