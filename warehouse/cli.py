@@ -617,5 +617,91 @@ def _register_reports() -> None:
 _register_reports()
 
 
+# ---------------------------------------------------------------- exports
+
+export_app = typer.Typer(
+    name="export",
+    help="Export a feature's dashboard data (Neuronpedia / SAEDashboard JSON) or every feature's stats.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(export_app, name="export")
+
+ExportFormat = enum.Enum("ExportFormat", {f: f for f in ("neuronpedia", "saedashboard")}, type=str)
+_NEURONPEDIA = ExportFormat("neuronpedia")
+
+
+@export_app.command("feature")
+def export_feature(
+    feature: Annotated[int, typer.Option(help="Feature id, in [0, n_latents).")],
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option("--format", "-f", help="neuronpedia (a feature) or saedashboard (a batch)."),
+    ] = _NEURONPEDIA,
+    k: Annotated[int, typer.Option(min=0, max=100, help="Top activations.")] = 20,
+    intervals: Annotated[int, typer.Option(min=1, max=100, help="Equal-width intervals sampled.")] = 10,
+    n: Annotated[int, typer.Option(min=0, max=1000, help="Random examples per interval.")] = 5,
+    seed: Annotated[int, typer.Option(help="Sampling seed (same seed, same samples).")] = 0,
+    before: Annotated[int, typer.Option(min=0, max=1000, help="Window tokens before the token.")] = 20,
+    after: Annotated[int, typer.Option(min=0, max=1000, help="Window tokens after the token.")] = 10,
+    bins: Annotated[int, typer.Option(min=1, max=1000, help="Activation histogram bins.")] = 50,
+    model_id: Annotated[str, typer.Option(help="modelId / model_id in the JSON.")] = "sae-warehouse",
+    layer: Annotated[str, typer.Option(help="layer: Neuronpedia source id (saedashboard: integer).")] = "0",
+    sae_set: Annotated[str, typer.Option(help="sae_set of the saedashboard batch.")] = "sae-warehouse",
+    warehouse: WarehouseOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """A feature's dashboard data as JSON: top activations and interval samples as activation records."""
+
+    def go():
+        from warehouse.export import export_feature as export
+
+        text = export(
+            warehouse or default_warehouse(),
+            feature,
+            _choice(fmt),
+            model_id=model_id,
+            layer=layer,
+            sae_set=sae_set,
+            k=k,
+            intervals=intervals,
+            n=n,
+            seed=seed,
+            before=before,
+            after=after,
+            bins=bins,
+        )
+        _emit(text, output)
+
+    run_guarded(go)
+
+
+@export_app.command("stats")
+def export_stats(
+    warehouse: WarehouseOpt = None,
+    fmt: FormatOpt = None,
+    as_csv: CsvOpt = False,
+    as_json: JsonOpt = False,
+    output: OutputOpt = None,
+) -> None:
+    """Every feature's statistics (one row per feature): the macro feature_stats().
+
+    The format defaults to the --output suffix (.parquet, .csv, .json, .jsonl), else csv.
+    """
+    suffix = output.suffix.lstrip(".").lower() if output is not None else ""
+    if not (fmt or as_csv or as_json):
+        fmt = OutputFormat(suffix) if suffix in ("parquet", "csv", "json", "jsonl") else OutputFormat("csv")
+    chosen = _choose_format(fmt, as_csv, as_json, output)
+
+    def go():
+        from warehouse.export import stats_section
+
+        section = stats_section(warehouse or default_warehouse(), arrow=chosen == "parquet")
+        _write_sections([section], chosen, output, title="saewh export stats", what="the stats")
+
+    run_guarded(go)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
