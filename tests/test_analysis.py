@@ -1,0 +1,927 @@
+"""The analysis layer (sql/macros_analysis.sql, etl/review_stats.py, sql/reports/ analysis
+reports, warehouse/export.py) checked against direct numpy/scipy computations.
+
+The oracle reads the H5 and NPZ directly (tests/bruteforce.py maps tokens to reviews the
+reference way) and computes every statistic from dense arrays: per (feature, review)
+the max activation and the active-token count, per token the active features.  It
+imports nothing from etl.review_stats.  Two warehouses: a synthetic one with planted
+features (etl.synth: one_star fires only in 1-star reviews, business only in business
+0's reviews, salsa only on " salsa") and the awkward inputs of tests/inputs.py (split
+and truncated reviews, reviews without metadata or tokens, float16 ties).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from bruteforce import BruteForce
+from inputs import write_inputs
+from scipy import sparse, stats
+from typer.testing import CliRunner
+
+from etl.build import build_warehouse
+from etl.synth import synthesize
+from warehouse.cli import ExitCode, app
+from warehouse.db import connect, read_manifest, verify_warehouse
+
+N_LATENTS = 4096
+Z95 = 1.959963984540054
+
+
+@dataclass
+class Oracle:
+    n_latents: int
+    n_tokens: int
+    review_ids: list[str]
+    stars: np.ndarray  # float, NaN where unknown
+    has_tokens: np.ndarray
+    n_tok: np.ndarray  # H5 tokens per review
+    business: list
+    user: list
+    tok_review: np.ndarray  # review_idx of every H5 token
+    tok_text: list  # token text (None where unaligned)
+    act: sparse.csr_matrix  # (n_tokens, n_latents) activation value, 0 inactive
+    cols: sparse.csc_matrix  # the same, by feature
+    M: np.ndarray  # (n_latents, n_reviews) review max
+    C: np.ndarray  # (n_latents, n_reviews) active tokens in the review
+
+    def value(self, t: int, f: int) -> np.float32:
+        return np.float32(self.act[t, f])
+
+    def active(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Per feature: active tokens (among `rows`: a boolean mask or indices)."""
+        m = self.act if rows is None else self.act[rows]
+        return np.diff(m.tocsc().indptr) if m.nnz else np.zeros(self.n_latents, np.int64)
+
+    @property
+    def rated(self) -> np.ndarray:
+        return self.has_tokens & ~np.isnan(self.stars)
+
+
+def make_oracle(h5: Path, npz: Path, n_latents: int) -> Oracle:
+    bf = BruteForce(h5, npz)
+    with h5py.File(h5, "r") as f:
+        idx = f["z_idx"][:].astype(np.int64)
+        val = f["z_val"][:].astype(np.float32)
+    n_tokens = idx.shape[0]
+    n_rev = len(bf.reviews)
+    tok_review = np.array([r.review_idx for r in bf.token_review], np.int64)
+    # The first slot naming a feature in a token's row wins (the reference's scan);
+    # value > 0 is active.
+    rows = np.repeat(np.arange(n_tokens), idx.shape[1])
+    key = rows * n_latents + idx.ravel()
+    _, first = np.unique(key, return_index=True)
+    rows, feats, vals = rows[first], idx.ravel()[first], val.ravel()[first]
+    keep = vals > 0
+    rows, feats, vals = rows[keep], feats[keep], vals[keep]
+    act = sparse.csr_matrix((vals, (rows, feats)), shape=(n_tokens, n_latents), dtype=np.float32)
+    M = np.zeros((n_latents, n_rev), np.float32)
+    C = np.zeros((n_latents, n_rev), np.int64)
+    np.maximum.at(M, (feats, tok_review[rows]), vals)
+    np.add.at(C, (feats, tok_review[rows]), 1)
+    tok_text = []
+    for t in range(n_tokens):
+        r = bf.token_review[t]
+        tok_text.append(bf.token_text(r, bf.token_position[t]) if r.offsets_ok else None)
+    return Oracle(
+        n_latents=n_latents,
+        n_tokens=n_tokens,
+        review_ids=[r.review_id for r in bf.reviews],
+        stars=np.array([np.nan if r.stars is None else r.stars for r in bf.reviews], float),
+        has_tokens=np.array([r.n_tokens > 0 for r in bf.reviews]),
+        n_tok=np.array([r.n_tokens for r in bf.reviews]),
+        business=[r.business_id for r in bf.reviews],
+        user=[r.user_id for r in bf.reviews],
+        tok_review=tok_review,
+        tok_text=tok_text,
+        act=act,
+        cols=act.tocsc(),
+        M=M,
+        C=C,
+    )
+
+
+@dataclass
+class WH:
+    path: Path
+    con: object
+    o: Oracle
+    planted: dict
+
+    def rows(self, sql: str, params: dict | None = None) -> list[dict]:
+        cur = self.con.execute(sql, params or {})
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> WH:
+    base = tmp_path_factory.mktemp("analysis")
+    res = synthesize(base / "inputs", n_reviews=400, seed=0, n_latents=N_LATENTS)
+    build_warehouse(res.h5_path, res.npz_path, base / "wh", n_latents=N_LATENTS, workers=2)
+    con = connect(base / "wh")
+    yield WH(base / "wh", con, make_oracle(res.h5_path, res.npz_path, N_LATENTS), res.planted)
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def awkward(tmp_path_factory) -> WH:
+    base = tmp_path_factory.mktemp("analysis-awkward")
+    h5, npz = write_inputs(base / "inputs", variant="awkward", n_latents=256, n_reviews=60, seed=3)
+    build_warehouse(h5, npz, base / "wh", n_latents=256, workers=2, chunk_tokens=97)
+    con = connect(base / "wh")
+    yield WH(base / "wh", con, make_oracle(h5, npz, 256), {})
+    con.close()
+
+
+@pytest.fixture(params=["synth", "awkward"])
+def wh(request) -> WH:
+    return request.getfixturevalue(request.param)
+
+
+def close(got, exp, tol: float = 1e-9) -> bool:
+    if got is None or exp is None or (isinstance(exp, float) and math.isnan(exp)):
+        return got is None and (exp is None or math.isnan(exp))
+    return math.isclose(got, exp, rel_tol=tol, abs_tol=tol)
+
+
+def f32(x) -> float:
+    """A float32 as the exports write it: its shortest round-trip decimal."""
+    return float(str(np.float32(x)))
+
+
+def delong(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """AUROC P(x > y) + 1/2 P(x = y) and DeLong's SE, from the full placement matrix."""
+    psi = (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])
+    theta = psi.mean()
+    se = math.sqrt(psi.mean(axis=1).var(ddof=1) / len(x) + psi.mean(axis=0).var(ddof=1) / len(y))
+    return float(theta), se
+
+
+# ---------------------------------------------------------------- the table
+
+
+def test_table_is_registered_and_verified(wh):
+    manifest = read_manifest(wh.path)
+    assert [e["path"] for e in manifest["files"]["feature_review_stats"]] == ["feature_review_stats.parquet"]
+    verify_warehouse(wh.path, checksums=True)
+    rows = wh.rows(
+        "SELECT count(*) AS n, count(DISTINCT feature) AS d, min(feature) AS lo, max(feature) AS hi "
+        "FROM feature_review_stats"
+    )[0]
+    assert rows == {"n": wh.o.n_latents, "d": wh.o.n_latents, "lo": 0, "hi": wh.o.n_latents - 1}
+
+
+def test_star_statistics_match_scipy(wh):
+    o = wh.o
+    rated = o.rated
+    stars = o.stars[rated]
+    low, high = stars <= 2, stars >= 4
+    got = {r["feature"]: r for r in wh.rows("SELECT * FROM feature_review_stats")}
+    checked = 0
+    for f in range(o.n_latents):
+        x = o.M[f, rated].astype(np.float64)
+        r = got[f]
+        assert r["n_rated"] == rated.sum() and r["n_low"] == low.sum() and r["n_high"] == high.sum()
+        assert (r["n_rated_active"], r["n_low_active"], r["n_high_active"]) == (
+            (x > 0).sum(),
+            (x[low] > 0).sum(),
+            (x[high] > 0).sum(),
+        )
+        if not (x > 0).any():
+            assert r["auroc"] is None and r["auroc_se"] is None and r["spearman"] is None, f
+            continue
+        u = stats.mannwhitneyu(x[low], x[high]).statistic / (low.sum() * high.sum())
+        theta, se = delong(x[low], x[high])
+        assert close(r["auroc"], u) and close(r["auroc"], theta), (f, r["auroc"], u)
+        assert close(r["auroc_se"], se), (f, r["auroc_se"], se)
+        if np.ptp(x) > 0:
+            assert close(r["spearman"], stats.spearmanr(x, stars).statistic), f
+        else:
+            assert r["spearman"] is None
+        checked += 1
+    assert checked > 20
+
+
+def test_star_signal_intervals(wh):
+    o = wh.o
+    rated = o.rated
+    stars = o.stars[rated]
+    low, high = stars <= 2, stars >= 4
+    for r in wh.rows("SELECT * FROM star_signal(min_reviews := 1)"):
+        x = o.M[r["feature"], rated]
+        a, c = (x[low] > 0).sum() + 0.5, (x[high] > 0).sum() + 0.5
+        b, d = (x[low] == 0).sum() + 0.5, (x[high] == 0).sum() + 0.5
+        lor = math.log(a * d / (b * c))  # Haldane-Anscombe: +0.5 in every cell
+        se = math.sqrt(1 / a + 1 / b + 1 / c + 1 / d)
+        assert close(r["log_odds"], lor) and close(r["log_odds_lo"], lor - Z95 * se)
+        assert close(r["log_odds_hi"], lor + Z95 * se)
+        assert r["frac_low_active"] == (a - 0.5) / low.sum()
+        rho = r["spearman"]
+        if rho is not None and abs(rho) < 1:
+            z, zse = math.atanh(rho), math.sqrt(1.06 / (rated.sum() - 3))
+            assert close(r["spearman_lo"], math.tanh(z - Z95 * zse))
+            assert close(r["spearman_hi"], math.tanh(z + Z95 * zse))
+        if r["auroc"] is not None:
+            assert r["auroc_lo"] <= r["auroc"] <= r["auroc_hi"]
+            assert 0 <= r["auroc_lo"] and r["auroc_hi"] <= 1
+
+
+def test_one_star_feature_tops_the_low_ranking_with_a_tight_interval(synth):
+    one_star = synth.planted["one_star"]
+    for by in ("auroc", "log_odds", "spearman"):
+        out = _ok(["report", "star-signal", "--by", by, "--k", 5, "--json", "-w", synth.path])
+        ranking = json.loads(out)
+        assert ranking[0]["feature"] == one_star, (by, ranking[:2])
+        assert ranking[0]["rank"] == 1
+    row = synth.rows("SELECT * FROM feature_star_signal($f)", {"f": one_star})[0]
+    assert row["n_high_active"] == 0 and row["n_low_active"] > 20
+    # Well away from "no effect", and tight: AUROC known to +-0.05, rho to +-0.1.
+    assert row["auroc_lo"] > 0.7 and row["auroc_hi"] - row["auroc_lo"] < 0.1
+    assert row["log_odds_lo"] > 2
+    assert row["spearman_hi"] < -0.4 and row["spearman_hi"] - row["spearman_lo"] < 0.2
+    # ... and it is nowhere near the top of the high-star ranking.
+    high = json.loads(
+        _ok(["report", "star-signal", "--direction", "high", "--k", 50, "--json", "-w", synth.path])
+    )
+    assert one_star not in [r["feature"] for r in high]
+    own = json.loads(_ok(["report", "star-signal", "--feature", one_star, "--json", "-w", synth.path]))
+    assert [r["rank"] for r in own] == [1]
+
+
+def test_ranking_reads_no_activations(synth):
+    # The precomputation is the point: ranking every feature must not scan activations.
+    # The plan names the columns each Parquet scan reads: no activations column.
+    plan = synth.con.execute("EXPLAIN SELECT * FROM star_signal()").fetchall()[0][1]
+    assert "auroc_se" in plan and "token_pos" not in plan and "review_idx" not in plan
+    started = time.perf_counter()
+    synth.con.execute("SELECT * FROM star_signal() ORDER BY auroc_lo DESC LIMIT 20").fetchall()
+    assert time.perf_counter() - started < 1.0
+
+
+# ---------------------------------------------------------------- concentration and spread
+
+
+def _codes(values: list, keep: np.ndarray) -> tuple[np.ndarray, int]:
+    names = sorted({v for v, k in zip(values, keep) if k and v is not None})
+    code = {v: i for i, v in enumerate(names)}
+    return np.array([code.get(v, -1) if k else -1 for v, k in zip(values, keep)]), len(names)
+
+
+def _gini(x: np.ndarray) -> float:
+    # Mean absolute difference over all ordered pairs / (2 * mean): independent of the
+    # sorted-rank formula the build uses.
+    return float(np.abs(x[:, None] - x[None, :]).sum() / (2 * len(x) ** 2 * x.mean()))
+
+
+def test_concentration_matches_numpy(wh):
+    o = wh.o
+    got = {r["feature"]: r for r in wh.rows("SELECT * FROM feature_review_stats")}
+    for prefix, plural, values in (("business", "businesses", o.business), ("user", "users", o.user)):
+        code, n_groups = _codes(values, o.has_tokens)
+        for f in range(o.n_latents):
+            active = (o.C[f] > 0) & (code >= 0)
+            r = got[f]
+            counts = np.bincount(code[active], minlength=n_groups).astype(float)
+            assert r[f"n_{plural}"] == (counts > 0).sum()
+            if counts.sum() == 0:
+                assert r[f"{prefix}_gini"] is None and r[f"top10_{prefix}_share"] is None
+                continue
+            assert close(r[f"top10_{prefix}_share"], np.sort(counts)[::-1][:10].sum() / counts.sum())
+            assert close(r[f"{prefix}_gini"], _gini(counts)), (prefix, f)
+
+
+def test_business_feature_is_concentrated(synth):
+    biz = synth.planted["business"]
+    ranking = json.loads(_ok(["report", "concentration", "--k", 3, "--json", "-w", synth.path]))
+    assert ranking[0]["feature"] == biz
+    top = ranking[0]
+    assert top["top10_share"] == 1.0 and top["n_groups"] == 1
+    # All in one of B businesses: the largest Gini index B businesses allow, (B - 1) / B.
+    n_biz = len({b for b, k in zip(synth.o.business, synth.o.has_tokens) if k})
+    assert top["gini"] == pytest.approx((n_biz - 1) / n_biz) and top["gini"] > top["corpus_gini"] + 0.3
+    # Its only business, and that business's signature feature.
+    groups = synth.rows("SELECT * FROM feature_groups($f)", {"f": biz})
+    first_business = synth.o.business[0]
+    assert [g["group_id"] for g in groups] == [first_business] and groups[0]["share"] == 1.0
+    sig = synth.rows("SELECT * FROM business_features($b)", {"b": first_business})
+    assert sig[0]["feature"] == biz and sig[0]["frac_active"] > 0.9
+
+
+def test_corpus_concentration(wh):
+    o = wh.o
+    got = {r["by_"]: r for r in wh.rows("SELECT * FROM corpus_concentration()")}
+    for by, values in (("business", o.business), ("user", o.user)):
+        code, n_groups = _codes(values, o.has_tokens)
+        counts = np.bincount(code[code >= 0], minlength=n_groups).astype(float)
+        assert got[by]["n_groups"] == n_groups
+        assert close(got[by]["gini"], _gini(counts))
+        assert close(got[by]["top10_share"], np.sort(counts)[::-1][:10].sum() / counts.sum())
+
+
+def test_feature_groups_and_review_sets(wh):
+    o = wh.o
+    code, _ = _codes(o.business, o.has_tokens)
+    names = sorted({b for b, k in zip(o.business, o.has_tokens) if k and b is not None})
+    density = (o.C > 0).sum(axis=1) / o.has_tokens.sum()
+    for f in _some_features(o):
+        got = wh.rows("SELECT * FROM feature_groups($f)", {"f": f})
+        active = (o.C[f] > 0) & (code >= 0)
+        total = active.sum()
+        exp = []
+        for g, name in enumerate(names):
+            n_act = int((active & (code == g)).sum())
+            if n_act:
+                size = int((code == g).sum())
+                exp.append((name, n_act, size, n_act / size, n_act / total, n_act / size / density[f]))
+        exp.sort(key=lambda e: (-e[1], e[0]))
+        assert [(g["group_id"], g["n_active_reviews"], g["n_reviews"]) for g in got] == [e[:3] for e in exp]
+        for g, e in zip(got, exp):
+            assert close(g["frac_active"], e[3]) and close(g["share"], e[4]) and close(g["lift"], e[5])
+    # A review set: the first business's reviews, through business_features.
+    members = np.flatnonzero(np.array([b == o.business[0] for b in o.business]) & o.has_tokens)
+    got = {
+        r["feature"]: r
+        for r in wh.rows("SELECT * FROM business_features($b, min_reviews := 1)", {"b": o.business[0]})
+    }
+    active = (o.C[:, members] > 0).sum(axis=1)
+    assert set(got) == set(np.flatnonzero(active).tolist())
+    for f, r in got.items():
+        assert r["n_active_reviews"] == active[f] and r["n_reviews"] == len(members)
+        assert close(r["lift"], active[f] / len(members) / density[f])
+
+
+def _some_features(o: Oracle) -> list[int]:
+    n = (o.C > 0).sum(axis=1)
+    live = np.flatnonzero(n)
+    order = live[np.argsort(-n[live], kind="stable")]
+    dead = np.flatnonzero(n == 0)
+    return sorted(
+        {
+            *order[:2].tolist(),
+            *order[len(order) // 2 : len(order) // 2 + 2].tolist(),
+            *order[-2:].tolist(),
+            *dead[:1].tolist(),
+        }
+    )
+
+
+def test_spread_matches_numpy(wh):
+    o = wh.o
+    lens = o.n_tok[o.has_tokens]
+    all_rows = {r["feature"]: r for r in wh.rows("SELECT * FROM feature_spreads(min_reviews := 1)")}
+    for f in range(o.n_latents):
+        c = o.C[f][o.C[f] > 0]
+        if len(c) == 0:
+            assert f not in all_rows
+            continue
+        r = all_rows[f]
+        p = c.sum() / o.n_tokens
+        expected = np.mean(1 - (1 - p) ** lens)
+        assert r["n_reviews"] == len(c) and r["n_active"] == c.sum() and r["max_tokens_per_review"] == c.max()
+        assert close(r["frac_single_token_reviews"], (c == 1).mean())
+        assert close(r["mean_tokens_per_active_review"], c.mean())
+        assert close(r["clumping"], len(c) / o.has_tokens.sum() / expected)
+    for f in _some_features(o):
+        r = wh.rows("SELECT * FROM feature_spread($f)", {"f": f})[0]
+        counts = o.C[f]
+        c = counts[counts > 0]
+        if len(c) == 0:
+            assert r["n_reviews"] == 0 and r["mean_tokens_per_active_review"] is None
+            continue
+        assert close(r["median_tokens_per_active_review"], float(np.median(c)))
+        assert r["p90_tokens_per_active_review"] == np.sort(c)[math.ceil(0.9 * len(c)) - 1]
+        assert close(r["mean_frac_of_review_tokens"], np.mean(c / o.n_tok[counts > 0]))
+
+
+def test_planted_spread(synth):
+    rows = {r["feature"]: r for r in synth.rows("SELECT * FROM feature_spreads()")}
+    # Planted review-level features fire throughout few reviews; " salsa" is scattered.
+    assert rows[synth.planted["one_star"]]["clumping"] < 0.5
+    assert rows[synth.planted["business"]]["clumping"] < 0.5
+    assert rows[synth.planted["salsa"]]["clumping"] > 0.7
+
+
+# ---------------------------------------------------------------- samples
+
+
+def _members(o: Oracle, f: int) -> tuple[np.ndarray, np.ndarray]:
+    col = o.cols[:, f]
+    order = np.argsort(col.indices)
+    return col.indices[order].astype(np.int64), col.data[order]
+
+
+def test_intervals_match_numpy(wh):
+    o = wh.o
+    for f in _some_features(o):
+        pos, v = _members(o, f)
+        for intervals in (1, 4, 10):
+            width = wh.rows("SELECT * FROM feature_intervals($f, intervals := $i)", {"f": f, "i": intervals})
+            quant = wh.rows(
+                "SELECT * FROM feature_intervals($f, intervals := $i, scheme := 'quantile')",
+                {"f": f, "i": intervals},
+            )
+            if len(v) == 0:
+                assert width == [] and quant == []
+                continue
+            hi = float(v.max())
+            b = np.minimum(np.floor(v.astype(np.float64) / (hi / intervals)).astype(int) + 1, intervals)
+            counts = np.bincount(b, minlength=intervals + 1)[1:]
+            assert [r["n_activations"] for r in width] == counts.tolist()
+            assert [r["interval"] for r in width] == list(range(1, intervals + 1))
+            assert close(sum(r["frac_activations"] for r in width), 1.0)
+            assert close(width[-1]["hi"], hi) and width[0]["lo"] == 0
+            order = np.lexsort((pos, v))
+            parts = [p for p in np.array_split(v[order], intervals) if len(p)]
+            assert [r["n_activations"] for r in quant] == [len(p) for p in parts]
+            assert [(r["lo"], r["hi"]) for r in quant] == [(float(p.min()), float(p.max())) for p in parts]
+
+
+def _samples(wh: WH, f: int, seed: int, scheme: str = "width", n: int = 3, intervals: int = 4) -> list[dict]:
+    return wh.rows(
+        "SELECT * FROM interval_samples($f, n := $n, intervals := $i, scheme := $s, seed := $seed)",
+        {"f": f, "n": n, "i": intervals, "s": scheme, "seed": seed},
+    )
+
+
+def test_interval_samples_are_members_and_reproducible(wh):
+    o = wh.o
+    for f in _some_features(o):
+        pos, v = _members(o, f)
+        for scheme in ("width", "quantile"):
+            a = _samples(wh, f, 7, scheme)
+            intervals = {
+                r["interval"]: r
+                for r in wh.rows(
+                    "SELECT * FROM feature_intervals($f, intervals := 4, scheme := $s)", {"f": f, "s": scheme}
+                )
+            }
+            for r in a:
+                assert o.value(r["token_pos"], f) == np.float32(r["value"]) > 0
+                iv = intervals[r["interval"]]
+                assert iv["lo"] <= r["value"] <= iv["hi"]
+            per = {}
+            for r in a:
+                per[r["interval"]] = per.get(r["interval"], 0) + 1
+            assert per == {
+                i: min(3, iv["n_activations"]) for i, iv in intervals.items() if iv["n_activations"]
+            }
+            # Same seed, same rows (in a fresh connection too); another seed, other rows.
+            again = connect(wh.path)
+            try:
+                cur = again.execute(
+                    "SELECT * FROM interval_samples($f, n := 3, intervals := 4, scheme := $s, seed := 7)",
+                    {"f": f, "s": scheme},
+                )
+                assert [tuple(r.values()) for r in a] == cur.fetchall()
+            finally:
+                again.close()
+            if len(v) > 12:
+                assert [r["token_pos"] for r in _samples(wh, f, 8, scheme)] != [r["token_pos"] for r in a]
+
+
+def test_interval_samples_are_unbiased(synth):
+    # Over many seeds every member of an interval is drawn equally often (chi-square),
+    # the top of the interval no more than its bottom.
+    o = synth.o
+    counts = o.active()
+    f = int(np.flatnonzero((counts > 40) & (counts < 80))[0])
+    pos, _ = _members(o, f)
+    seen = dict.fromkeys(pos.tolist(), 0)
+    seeds = 150
+    for seed in range(seeds):
+        for r in _samples(synth, f, seed, "quantile", n=5, intervals=1):
+            seen[r["token_pos"]] += 1
+    freq = np.array(list(seen.values()))
+    assert freq.sum() == 5 * seeds
+    assert stats.chisquare(freq).pvalue > 1e-3, freq
+    order = np.argsort(_members(o, f)[1])
+    half = len(pos) // 2
+    assert abs(freq[order[:half]].mean() - freq[order[-half:]].mean()) < 0.35 * freq.mean()
+
+
+def test_non_activating_samples(wh):
+    o = wh.o
+    for f in _some_features(o):
+        a = wh.rows("SELECT * FROM non_activating_samples($f, n := 6, seed := 3)", {"f": f})
+        b = wh.rows("SELECT * FROM non_activating_samples($f, n := 6, seed := 3)", {"f": f})
+        assert a == b and len(a) == min(6, o.n_tokens - int(o.active()[f]))
+        for r in a:
+            assert o.value(r["token_pos"], f) == 0 and r["value"] == 0
+            assert r["review_active"] == bool(o.C[f, o.tok_review[r["token_pos"]]] > 0)
+
+
+# ---------------------------------------------------------------- diverse top-k
+
+
+def _greedy(o: Oracle, f: int, k: int, per_review, per_business, per_user) -> list[int]:
+    pos, v = _members(o, f)
+    order = sorted(range(len(pos)), key=lambda i: (-float(v[i]), int(pos[i])))
+    caps = [
+        (per_review, lambda t: o.tok_review[t]),
+        (per_business, lambda t: o.business[o.tok_review[t]]),
+        (per_user, lambda t: o.user[o.tok_review[t]]),
+    ]
+    survivors = [int(pos[i]) for i in order]
+    # README semantics: each cap applied to the survivors of the previous one.
+    for cap, key in caps:
+        if cap is None:
+            continue
+        used: dict = {}
+        kept = []
+        for t in survivors:
+            g = key(t)
+            if g is None or used.get(g, 0) < cap:
+                kept.append(t)
+                if g is not None:
+                    used[g] = used.get(g, 0) + 1
+        survivors = kept
+    return survivors[:k]
+
+
+@pytest.mark.parametrize(
+    "caps", [(1, None, None), (None, 1, None), (2, None, 1), (1, 2, 3), (None, None, None)]
+)
+def test_top_k_diverse_matches_greedy(wh, caps):
+    o = wh.o
+    for f in _some_features(o):
+        got = wh.rows(
+            "SELECT * FROM top_k_diverse($f, 15, per_review := $r, per_business := $b, per_user := $u)",
+            {"f": f, "r": caps[0], "b": caps[1], "u": caps[2]},
+        )
+        assert [r["token_pos"] for r in got] == _greedy(o, f, 15, *caps)
+        assert [r["rank"] for r in got] == list(range(1, len(got) + 1))
+        for r in got:
+            assert np.float32(r["value"]) == o.value(r["token_pos"], f)
+            assert r["business_id"] == o.business[r["review_idx"]]
+
+
+def test_one_review_cannot_fill_the_top(synth):
+    f = synth.planted["business"]
+    plain = synth.rows("SELECT review_idx FROM top_k($f, 20)", {"f": f})
+    diverse = synth.rows("SELECT review_idx FROM top_k_diverse($f, 20)", {"f": f})
+    assert len({r["review_idx"] for r in plain}) < 20 == len({r["review_idx"] for r in diverse})
+
+
+# ---------------------------------------------------------------- co-occurrence
+
+
+@pytest.mark.parametrize("star_rating", [None, 1, 5])
+def test_cooccurrence_matches_numpy(wh, star_rating):
+    o = wh.o
+    scope = np.ones(o.n_tokens, bool) if star_rating is None else (o.stars[o.tok_review] == star_rating)
+    n_active = o.active(scope)
+    n_u = int(scope.sum())
+    for f in _some_features(o):
+        got = wh.rows("SELECT * FROM cooccurrence($f, star_rating := $s)", {"f": f, "s": star_rating})
+        both = o.active(_members(o, f)[0][scope[_members(o, f)[0]]])
+        both[f] = 0
+        exp = sorted(np.flatnonzero(both).tolist(), key=lambda g: (-both[g], g))
+        assert [r["feature"] for r in got] == exp
+        n_f = n_active[f]
+        for r in got:
+            g = r["feature"]
+            n_g = n_active[g]
+            assert (r["n_both"], r["n_feature"], r["n_other"], r["n_tokens"]) == (both[g], n_f, n_g, n_u)
+            assert close(r["jaccard"], both[g] / (n_f + n_g - both[g]))
+            assert close(r["lift"], both[g] * n_u / (n_f * n_g))
+
+
+# ---------------------------------------------------------------- corpus search
+
+
+def test_token_search_matches_numpy(wh):
+    o = wh.o
+    n_active = o.active()
+    common = Counter(t for t in o.tok_text if t).most_common(1)[0][0]
+    for pattern, regex in ((" salsa", False), ("^ ?[Ss]als", True), ("a", True), (common, False)):
+        match = np.array(
+            [t is not None and (bool(re.search(pattern, t)) if regex else t == pattern) for t in o.tok_text]
+        )
+        got = wh.rows("SELECT * FROM token_search($p, regex := $r)", {"p": pattern, "r": regex})
+        hits = o.active(match)
+        exp = sorted(
+            np.flatnonzero(hits).tolist(),
+            key=lambda g: (-2 * hits[g] / (match.sum() + n_active[g]), -hits[g], g),
+        )
+        assert [r["feature"] for r in got] == exp, pattern
+        for r in got:
+            g = r["feature"]
+            assert (r["n_hits"], r["n_occurrences"], r["n_active"]) == (hits[g], match.sum(), n_active[g])
+            assert close(r["recall"], hits[g] / match.sum()) and close(r["precision"], hits[g] / n_active[g])
+        for f in _some_features(o):
+            pr = wh.rows(
+                "SELECT * FROM feature_token_pr($f, $p, regex := $r)", {"f": f, "p": pattern, "r": regex}
+            )[0]
+            assert pr["n_hits"] == hits[f] and pr["n_occurrences"] == match.sum()
+            assert close(pr["precision"], hits[f] / n_active[f] if n_active[f] else None)
+
+
+def test_salsa_pair_is_perfect(synth):
+    r = synth.rows("SELECT * FROM feature_token_pr($f, ' salsa')", {"f": synth.planted["salsa"]})[0]
+    assert r["precision"] == r["recall"] == r["f1"] == 1.0
+    assert (
+        synth.rows("SELECT feature FROM token_search(' salsa') LIMIT 1")[0]["feature"]
+        == synth.planted["salsa"]
+    )
+    # A pattern that is not a valid regex is fine as an exact token.
+    assert synth.rows("SELECT * FROM token_search(' sals(')") == []
+
+
+def test_text_search_matches_python(wh):
+    o = wh.o
+    con = wh.con
+    texts = con.execute("SELECT review_idx, text FROM reviews ORDER BY review_idx").fetchall()
+    for pattern in ("(?i)salsa", "tacos", "zzz-no-such-text"):
+        py = pattern.replace("(?i)", "")
+        flags = re.I if pattern.startswith("(?i)") else 0
+        matching = [i for i, t in texts if t is not None and o.has_tokens[i] and re.search(py, t, flags)]
+        got = wh.rows("SELECT * FROM text_search($p, k := 4, n_features := 3)", {"p": pattern})
+        listed = list(dict.fromkeys(r["review_id"] for r in got))
+        assert listed == [o.review_ids[i] for i in matching[:4]]
+        for r in got:
+            assert r["n_matching"] == len(matching)
+            i = o.review_ids.index(r["review_id"])
+            m = o.M[:, i]
+            top = sorted(np.flatnonzero(m).tolist(), key=lambda g: (-m[g], g))[:3]
+            if r["feature"] is None:
+                assert not m.any()
+                continue
+            assert (
+                r["feature"] == top[r["feature_rank"] - 1] and np.float32(r["max_value"]) == m[r["feature"]]
+            )
+            assert re.search(py, r["snippet"], flags)
+
+
+# ---------------------------------------------------------------- reports and exports
+
+
+def _runner() -> CliRunner:
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:
+        return CliRunner()
+
+
+def _run(args: list):
+    env = {"COLUMNS": "120", "NO_COLOR": "1", "SAEWH_WAREHOUSE": None}
+    return _runner().invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
+
+
+def _ok(args: list) -> str:
+    res = _run(args)
+    assert res.exit_code == 0, (args, res.exit_code, res.stderr)
+    return res.stdout
+
+
+REPORTS = {
+    "star-signal": [["--k", 3], ["--by", "spearman", "--direction", "high"], ["--feature", "{dead}"]],
+    "samples": [
+        ["--feature", "{salsa}", "--n", 2],
+        ["--feature", "{dead}"],
+        ["--feature", "{salsa}", "--scheme", "quantile", "--intervals", 3, "--seed", 5],
+    ],
+    "top-k-diverse": [["--feature", "{business}", "--k", 5, "--per-user", 1], ["--feature", "{dead}"]],
+    "spread": [["--feature", "{salsa}"], ["--feature", "{dead}"]],
+    "spreads": [["--limit", 3], ["--sort", "single_token", "--limit", 0]],
+    "cooccurrence": [
+        ["--feature", "{salsa}", "--k", 3],
+        ["--feature", "{one_star}", "--stars", 1, "--sort", "lift"],
+    ],
+    "token-search": [
+        ["--pattern", " salsa"],
+        ["--pattern", "^ ?sal", "--regex"],
+        ["--pattern", " salsa", "--feature", "{dead}"],
+    ],
+    "text-search": [["--pattern", "(?i)salsa", "--k", 2], ["--pattern", "no such text at all"]],
+    "concentration": [["--k", 3], ["--by", "user", "--feature", "{business}"]],
+    "feature-groups": [["--feature", "{business}"], ["--feature", "{one_star}", "--by", "user"]],
+    "business-features": [["--business-id", "{first_business}", "--k", 3], ["--business-id", "nope"]],
+    "user-features": [["--user-id", "{first_user}"]],
+}
+
+
+@pytest.mark.parametrize("name", list(REPORTS))
+def test_reports_run_in_every_format(synth, name):
+    values = dict(synth.planted, first_business=synth.o.business[0], first_user=synth.o.user[0])
+    for args in REPORTS[name]:
+        args = [str(a).format(**values) for a in args]
+        text = _ok(["report", name, *args, "-w", synth.path])
+        assert text.strip()
+        parsed = json.loads(_ok(["report", name, *args, "--json", "-w", synth.path]))
+        assert isinstance(parsed, (list, dict))
+        _ok(["report", name, *args, "--format", "html", "-w", synth.path])
+
+
+def test_unknown_feature_is_not_found(synth):
+    for name in ("samples", "star-signal", "spread", "cooccurrence"):
+        res = _run(["report", name, "--feature", 999999, "-w", synth.path])
+        assert res.exit_code == int(ExitCode.NOT_FOUND), (name, res.stderr)
+
+
+def test_samples_report_is_reproducible(synth):
+    args = [
+        "report",
+        "samples",
+        "--feature",
+        synth.planted["salsa"],
+        "--seed",
+        11,
+        "--json",
+        "-w",
+        synth.path,
+    ]
+    assert _ok(args) == _ok(args)
+    other = _ok(
+        ["report", "samples", "--feature", synth.planted["salsa"], "--seed", 12, "--json", "-w", synth.path]
+    )
+    assert json.loads(other)["examples"] != json.loads(_ok(args))["examples"]
+
+
+NEURONPEDIA_RECORD = {
+    "tokens",
+    "values",
+    "maxValue",
+    "maxValueTokenIndex",
+    "minValue",
+    "binMin",
+    "binMax",
+    "binContains",
+    "qualifyingTokenIndex",
+    "dataIndex",
+    "metadata",
+}
+# SAEDashboard's NeuronpediaDashboardFeature.to_dict() keys, and its activation's.
+SAEDASHBOARD_FEATURE = {
+    "feature_index",
+    "neuron_alignment_indices",
+    "neuron_alignment_values",
+    "neuron_alignment_l1",
+    "correlated_neurons_indices",
+    "correlated_neurons_l1",
+    "correlated_neurons_pearson",
+    "correlated_features_indices",
+    "correlated_features_l1",
+    "correlated_features_pearson",
+    "neg_str",
+    "neg_values",
+    "pos_str",
+    "pos_values",
+    "frac_nonzero",
+    "freq_hist_data_bar_values",
+    "freq_hist_data_bar_heights",
+    "logits_hist_data_bar_heights",
+    "logits_hist_data_bar_values",
+    "n_prompts_total",
+    "n_tokens_in_prompt",
+    "dataset",
+    "decoder_weights_dist",
+    "activations",
+}
+
+
+def test_export_neuronpedia(synth, tmp_path):
+    o = synth.o
+    f = synth.planted["salsa"]
+    out = tmp_path / "f.json"
+    _ok(
+        [
+            "export",
+            "feature",
+            "--feature",
+            f,
+            "--k",
+            4,
+            "--intervals",
+            5,
+            "--n",
+            2,
+            "--bins",
+            7,
+            "-o",
+            out,
+            "-w",
+            synth.path,
+        ]
+    )
+    data = json.loads(out.read_text())
+    pos, v = _members(o, f)
+    assert data["index"] == str(f) and data["maxActApprox"] == f32(v.max())
+    assert data["frac_nonzero"] == pytest.approx(len(v) / o.n_tokens, rel=1e-12)
+    assert sum(data["freq_hist_data_bar_heights"]) == len(v) and len(data["freq_hist_data_bar_values"]) == 7
+    acts = data["activations"]
+    top = [a for a in acts if a["binMin"] == -1]
+    assert len(top) == 4 and [a["maxValue"] for a in top] == [f32(x) for x in np.sort(v)[::-1][:4]]
+    for a in acts:
+        assert set(a) == NEURONPEDIA_RECORD and len(a["tokens"]) == len(a["values"])
+        t = int(a["dataIndex"])
+        q = a["qualifyingTokenIndex"]
+        assert a["values"][q] == f32(o.value(t, f)) > 0 and a["tokens"][q] == o.tok_text[t]
+        assert a["maxValue"] == max(a["values"]) == a["values"][a["maxValueTokenIndex"]]
+        # values are the feature's activations on the window's tokens
+        window = [
+            p for p in range(t - 20, t + 11) if 0 <= p < o.n_tokens and o.tok_review[p] == o.tok_review[t]
+        ]
+        assert a["values"] == [f32(o.value(p, f)) for p in window]
+        if a["binMin"] != -1:
+            assert a["binMin"] <= a["values"][q] <= a["binMax"] and 0 < a["binContains"] <= 1
+    again = _ok(
+        [
+            "export",
+            "feature",
+            "--feature",
+            f,
+            "--k",
+            4,
+            "--intervals",
+            5,
+            "--n",
+            2,
+            "--bins",
+            7,
+            "-w",
+            synth.path,
+        ]
+    )
+    assert again == out.read_text()
+
+
+def test_export_saedashboard(synth):
+    f = synth.planted["one_star"]
+    data = json.loads(
+        _ok(
+            [
+                "export",
+                "feature",
+                "--feature",
+                f,
+                "--format",
+                "saedashboard",
+                "--layer",
+                "3",
+                "-w",
+                synth.path,
+            ]
+        )
+    )
+    assert set(data) == {"model_id", "layer", "sae_set", "features"} and data["layer"] == 3
+    (feat,) = data["features"]
+    assert set(feat) == SAEDASHBOARD_FEATURE and feat["feature_index"] == f
+    for a in feat["activations"]:
+        assert set(a) == {"bin_min", "bin_max", "bin_contains", "tokens", "values"}
+        assert len(a["tokens"]) == len(a["values"]) and max(a["values"]) > 0
+    dead = json.loads(
+        _ok(
+            [
+                "export",
+                "feature",
+                "--feature",
+                synth.planted["dead"],
+                "--format",
+                "saedashboard",
+                "-w",
+                synth.path,
+            ]
+        )
+    )
+    assert (
+        dead["features"][0]["activations"] == [] and dead["features"][0]["freq_hist_data_bar_heights"] == []
+    )
+
+
+def test_export_stats(synth, tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "stats.parquet"
+    _ok(["export", "stats", "-o", out, "-w", synth.path])
+    table = pq.read_table(out)
+    assert table.num_rows == N_LATENTS and table.column("feature").to_pylist() == list(range(N_LATENTS))
+    for col in (
+        "density",
+        "auroc",
+        "log_odds_lo",
+        "spearman",
+        "business_gini",
+        "clumping",
+        "frac_single_token_reviews",
+    ):
+        assert col in table.column_names
+    row = {c: table.column(c)[synth.planted["one_star"]].as_py() for c in table.column_names}
+    expected = synth.rows("SELECT * FROM feature_star_signal($f)", {"f": synth.planted["one_star"]})[0]
+    assert row["auroc"] == expected["auroc"] and row["log_odds_lo"] == expected["log_odds_lo"]
+    csv_text = _ok(["export", "stats", "-w", synth.path])
+    assert (
+        csv_text.splitlines()[0].startswith("feature,n_active,")
+        and len(csv_text.splitlines()) == N_LATENTS + 1
+    )
+    res = _run(["export", "feature", "--feature", 10**6, "-w", synth.path])
+    assert res.exit_code == int(ExitCode.NOT_FOUND)
