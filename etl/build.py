@@ -50,9 +50,12 @@ BUCKET_WIDTH = 64  # features per partition; the SQL macros use the same constan
 TOP_MATERIALIZED = 100  # top examples precomputed per feature; sql/macros.sql agrees
 DEFAULT_LATENTS = 24_576
 DEFAULT_CHUNK_TOKENS = 131_072
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: review_top_features, top_examples contexts, native copies
+REVIEW_TOP = 100  # strongest features materialized per review; sql/macros.sql agrees
+DEFAULT_BEFORE, DEFAULT_AFTER = 20, 10  # top_k_contexts' default window, materialized
 _MERGE_BLOCK_ROWS = 1 << 21
 _ACTIVATION_ROW_GROUP = 1 << 17
+_REVIEW_TOP_ROW_GROUP = 1 << 14
 
 ALIGNMENTS = ("exact", "truncated", "mismatch", "no_tokens", "no_text")
 
@@ -96,11 +99,6 @@ class BuildSummary:
 _STATE: dict = {}
 
 
-def _spill_dtype(n_tokens: int) -> np.dtype:
-    pos = "<i8" if n_tokens >= 2**31 else "<i4"
-    return np.dtype([("token_pos", pos), ("review_idx", "<i4"), ("value", "<f4")])
-
-
 def _excl_cumsum(a: np.ndarray, axis: int = -1) -> np.ndarray:
     c = np.cumsum(a, axis=axis, dtype=np.int64)
     return c - a
@@ -138,6 +136,8 @@ def _map_reviews(f, npz_ids: np.ndarray, work: Path, chunk: int, progress: bool)
     # (space reserved up front: a full disk is an error, not a SIGBUS; see etl.staging)
     review_of = open_memmap_reserved(work / "token_review.npy", np.int32, (n,))
     position = open_memmap_reserved(work / "token_position.npy", np.int32, (n,))
+    # Character offsets of every token, filled by the explode workers (see _write_tokens).
+    open_memmap_reserved(work / "token_offsets.npy", np.int32, (n, 2)).flush()
     counts = np.zeros(max(len(ids), 1024), np.int64)
     first = np.full(len(counts), np.iinfo(np.int64).max, np.int64)
     last = np.full(len(counts), -1, np.int64)
@@ -191,6 +191,130 @@ _TOKENS_SCHEMA = pa.schema(
         ("char_end", pa.int32()),
     ]
 )
+_REVIEW_TOP_SCHEMA = pa.schema(
+    [
+        ("review_idx", pa.int32()),
+        ("rank", pa.int32()),
+        ("feature", pa.int32()),
+        ("max_value", pa.float32()),
+        ("n_tokens_active", pa.int64()),
+    ]
+)
+
+
+def _review_base(n_tokens_of: np.ndarray) -> np.ndarray:
+    """Row of each review's position 0 in `token_offsets.npy` (reviews laid end to end)."""
+    return _excl_cumsum(np.asarray(n_tokens_of, np.int64))
+
+
+def _screen_chunk(idx: np.ndarray, val: np.ndarray, n_latents: int) -> bool:
+    """False when the chunk is certainly valid; True sends it to `validate_chunk`.
+
+    Four reductions instead of validate_chunk's per-row sort.  NaN fails `min >= 0`,
+    +inf fails `isfinite(max)`.  A feature twice in a token is caught after the feature
+    sort (`_explode_chunk`), a zero slot sends the chunk to `validate_chunk` too.
+    """
+    if idx.size == 0:
+        return False
+    vmin = val.min()
+    return bool(
+        idx.min() < 0 or idx.max() >= n_latents or not vmin > 0 or not np.isfinite(val.max())
+    )
+
+
+def _explode_chunk(idx: np.ndarray, val: np.ndarray, n_latents: int):
+    """A chunk's active slots sorted by feature, stably (token order inside a feature).
+
+    Returns (counts per feature, sorted features, token offset in the chunk, values,
+    duplicate flag).  Zero slots are dropped.  The duplicate flag is exact only when
+    the chunk has no zero slot (`validate_chunk` checks those chunks anyway).
+    """
+    m, k = idx.shape
+    flat_val = val.reshape(-1)
+    feat_dtype = np.uint16 if n_latents <= 1 << 16 else np.int64
+    feat = idx.reshape(-1).astype(feat_dtype)
+    active = flat_val > 0
+    if active.all():
+        src = np.argsort(feat, kind="stable")
+    else:
+        sel = np.flatnonzero(active)
+        src = sel[np.argsort(feat[sel], kind="stable")]
+        feat = feat[sel]
+    counts = np.bincount(feat, minlength=n_latents)
+    fs = np.repeat(np.arange(n_latents, dtype=feat_dtype), counts)
+    tl = src >> (k.bit_length() - 1) if k & (k - 1) == 0 else src // k
+    v = flat_val[src]
+    # Inside a feature the tokens ascend: an equal neighbour is a feature twice in a token.
+    dup = bool(np.any((tl[1:] == tl[:-1]) & (fs[1:] == fs[:-1]))) if len(tl) > 1 else False
+    return counts, fs, tl, v, dup
+
+
+def _review_pairs(fs, tl, v, lr_tok, n_runs: int):
+    """(feature, review run) pairs of a feature-sorted chunk: max value and slot count.
+
+    `lr_tok` numbers the chunk's runs of one review in token order; inside a feature the
+    rows ascend by token, so a pair's rows are contiguous.
+    """
+    n = len(fs)
+    if n == 0:
+        z = np.zeros(0, np.int64)
+        return z, z, np.zeros(0, np.float32), z
+    lr = lr_tok[tl]
+    if n_runs <= 1 << 16 and fs.dtype == np.uint16:
+        key = (fs.astype(np.uint32) << 16) | lr.astype(np.uint32)
+        change = key[1:] != key[:-1]
+    else:
+        change = (fs[1:] != fs[:-1]) | (lr[1:] != lr[:-1])
+    heads = np.empty(int(change.sum()) + 1, np.int64)
+    heads[0] = 0
+    heads[1:] = np.flatnonzero(change) + 1
+    pm = np.maximum.reduceat(v, heads)
+    pc = np.diff(heads, append=n)
+    return fs[heads].astype(np.int64), lr[heads].astype(np.int64), pm, pc
+
+
+def _top_per_group(g, f, v, c, n_groups: int, k: int, prefilter: bool = True):
+    """Each group's k largest `v` (ties: smaller `f` first) as (g, rank, f, v, c).
+
+    Rows come out by (g, rank), ranks from 1.  With `prefilter`, rows below a sampled
+    value threshold are dropped first, except in groups the threshold would leave with
+    fewer than k rows: the result is the same, the sort much smaller.
+    """
+    if len(g) == 0:
+        z = np.zeros(0, np.int64)
+        return z, z, z, np.zeros(0, np.float32), z
+    per = np.bincount(g, minlength=n_groups)
+    if prefilter and per.max() > k:
+        keep_frac = 2.0 * k * np.count_nonzero(per) / len(g)
+        if keep_frac < 0.5:
+            sample = v[:: max(1, len(v) // 65536)]
+            cut = int((1.0 - keep_frac) * (len(sample) - 1))
+            tau = np.partition(sample, cut)[cut]
+            cand = v >= tau
+            short = np.bincount(g[cand], minlength=n_groups) < np.minimum(per, k)
+            if short.any():
+                cand |= short[g]
+            g, f, v, c = g[cand], f[cand], v[cand], c[cand]
+    g_bits = max(1, int(n_groups - 1).bit_length())
+    f_bits = max(1, int(f.max()).bit_length()) if len(f) else 1
+    if g_bits + 32 + f_bits <= 64:
+        # One sort of a packed key: group, then value descending (the bits of a
+        # non-negative float32 order like the float), then feature.
+        vbits = (~v.view(np.uint32)).astype(np.uint64)
+        key = (g.astype(np.uint64) << np.uint64(32 + f_bits)) | (vbits << np.uint64(f_bits)) | f.astype(
+            np.uint64
+        )
+        order = np.argsort(key)
+    else:
+        order = np.lexsort((f, -v, g))
+    g, f, v, c = g[order], f[order], v[order], c[order]
+    head = np.empty(len(g), bool)
+    head[0] = True
+    np.not_equal(g[1:], g[:-1], out=head[1:])
+    starts = np.flatnonzero(head)
+    rank = np.arange(len(g)) - np.repeat(starts, np.diff(starts, append=len(g))) + 1
+    keep = rank <= k
+    return g[keep], rank[keep], f[keep], v[keep], c[keep]
 
 
 def _explode_range(worker: int, a: int, b: int) -> dict:
@@ -198,13 +322,13 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
 
     st = _STATE
     n_latents, chunk, work = st["n_latents"], st["chunk"], st["work"]
-    spill_dtype = st["spill_dtype"]
     tok = load_tokenizer(st["tokenizer"])
     vocab = pa.array(tok.vocab_strings, pa.string())
     review_of = np.load(work / "token_review.npy", mmap_mode="r")
     position = np.load(work / "token_position.npy", mmap_mode="r")
+    offsets = np.load(work / "token_offsets.npy", mmap_mode="r+")
     n_tokens_of, texts, n_npz = st["n_tokens_of"], st["texts"], st["n_npz"]
-    sort_dtype = np.uint16 if n_latents <= 65536 else np.int64
+    review_base = _review_base(n_tokens_of)
     bucket_edges = np.arange(0, n_latents + BUCKET_WIDTH, BUCKET_WIDTH).clip(max=n_latents)
     n_buckets = len(bucket_edges) - 1
 
@@ -212,6 +336,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
     spills: dict[int, object] = {}
     run_counts: list[np.ndarray] = []
     text_lens: dict[int, int] = {}
+    partials: list[tuple] = []
     zeros = rows = 0
     writer = pq.ParquetWriter(
         st["staging"] / "tokens" / f"part-{worker:04d}.parquet",
@@ -226,38 +351,90 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
             "char_end": "DELTA_BINARY_PACKED",
         },
     )
+    top_writer = pq.ParquetWriter(
+        st["staging"] / "review_top_features" / f"part-{worker:04d}.parquet",
+        _REVIEW_TOP_SCHEMA,
+        compression="zstd",
+        use_dictionary=False,
+        column_encoding={
+            "review_idx": "DELTA_BINARY_PACKED",
+            "rank": "DELTA_BINARY_PACKED",
+            "feature": "DELTA_BINARY_PACKED",
+            "max_value": "BYTE_STREAM_SPLIT",
+            "n_tokens_active": "DELTA_BINARY_PACKED",
+        },
+    )
     h5 = st["h5"]
     try:
         with h5py.File(h5, "r") as f:
             z_idx, z_val = f["z_idx"], f["z_val"]
+            k = z_idx.shape[1]
+            rows_max = max(0, min(chunk, b - a))
+            idx_buf = np.empty((rows_max, k), z_idx.dtype)
+            val_buf = np.empty((rows_max, k), z_val.dtype)
             for s in range(a, b, chunk):
                 e = min(s + chunk, b)
-                idx = z_idx[s:e]
-                val = z_val[s:e].astype(np.float32, copy=False)
-                validate_chunk(h5, s, idx, val, n_latents)
-                active = val != 0
-                n_active = int(active.sum())
-                zeros += active.size - n_active
+                m = e - s
+                idx, val = idx_buf[:m], val_buf[:m]
+                if m:
+                    z_idx.read_direct(idx, np.s_[s:e], np.s_[0:m])
+                    z_val.read_direct(val, np.s_[s:e], np.s_[0:m])
+                val = val.astype(np.float32, copy=False)
+                if _screen_chunk(idx, val, n_latents):
+                    validate_chunk(h5, s, idx, val, n_latents)
+                counts, fs, tl, v, dup = _explode_chunk(idx, val, n_latents)
+                if dup:
+                    validate_chunk(h5, s, idx, val, n_latents)
+                n_active = len(v)
+                zeros += idx.size - n_active
                 rows += n_active
-                flat_active = active.ravel()
-                feat = idx.ravel()[flat_active].astype(sort_dtype, copy=False)
-                order = np.argsort(feat, kind="stable")
-                k = idx.shape[1]
-                token_pos = np.repeat(np.arange(s, e, dtype=np.int64), k)[flat_active]
-                reviews = np.repeat(np.asarray(review_of[s:e]), k)[flat_active]
-                rec = np.empty(n_active, spill_dtype)
-                rec["token_pos"] = token_pos[order]
-                rec["review_idx"] = reviews[order]
-                rec["value"] = val.ravel()[flat_active][order]
-                counts = np.bincount(feat, minlength=n_latents)
                 run_counts.append(counts.astype(np.int32))
+                tp = (tl + s).astype(np.uint32)
                 ends = np.cumsum(counts)[bucket_edges[1:] - 1]
                 begins = np.append(0, ends[:-1])
-                for bucket in np.flatnonzero(ends > begins):
+                for bucket in np.flatnonzero(ends > begins).tolist():
                     fh = spills.get(bucket)
                     if fh is None:
                         fh = spills[bucket] = open(work / f"spill-{worker}-{bucket:05d}.bin", "ab")
-                    fh.write(rec[begins[bucket] : ends[bucket]].tobytes())
+                    lo, hi = begins[bucket], ends[bucket]
+                    fh.write(tp[lo:hi])
+                    fh.write(v[lo:hi])
+                del tp
+
+                reviews = np.asarray(review_of[s:e])
+                # Runs of one review in token order; a run holding all of its review's
+                # tokens is complete and ranks its features here, the rest are merged
+                # across chunks (and workers) at the end.
+                change = np.empty(m, bool)
+                if m:
+                    change[0] = True
+                    np.not_equal(reviews[1:], reviews[:-1], out=change[1:])
+                run_start = np.flatnonzero(change)
+                run_review = reviews[run_start].astype(np.int64)
+                run_len = np.diff(run_start, append=m)
+                complete = run_len == n_tokens_of[run_review]
+                lr_tok = (np.cumsum(change) - 1).astype(np.int32)
+                pf, plr, pm, pc = _review_pairs(fs, tl, v, lr_tok, len(run_start))
+                del fs, tl, v
+                whole = complete[plr]
+                if not whole.all():
+                    part = ~whole
+                    partials.append((run_review[plr[part]], pf[part], pm[part], pc[part]))
+                    pf, plr, pm, pc = pf[whole], plr[whole], pm[whole], pc[whole]
+                g, rank, tf, tv, tc = _top_per_group(plr, pf, pm, pc, len(run_start), REVIEW_TOP)
+                top_writer.write_table(
+                    pa.table(
+                        {
+                            "review_idx": run_review[g].astype(np.int32),
+                            "rank": rank.astype(np.int32),
+                            "feature": tf.astype(np.int32),
+                            "max_value": tv,
+                            "n_tokens_active": tc,
+                        },
+                        schema=_REVIEW_TOP_SCHEMA,
+                    ),
+                    row_group_size=_REVIEW_TOP_ROW_GROUP,
+                )
                 _write_tokens(
                     writer,
                     tok,
@@ -267,16 +444,27 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                     n_tokens_of,
                     text_lens,
                     s,
-                    np.asarray(review_of[s:e]),
+                    reviews,
                     np.asarray(position[s:e]),
+                    offsets,
+                    review_base,
                 )
                 st["counter"].value += e - s
     finally:
         writer.close()
+        top_writer.close()
         for fh in spills.values():
             fh.close()
+    offsets.flush()
     runs = np.stack(run_counts) if run_counts else np.zeros((0, n_latents), np.int32)
     np.save(work / f"runs-{worker}.npy", runs)
+    if partials:
+        part = [np.concatenate(c) for c in zip(*partials)]
+    else:
+        part = [np.zeros(0, np.int64)] * 2 + [np.zeros(0, np.float32), np.zeros(0, np.int64)]
+    np.savez(
+        work / f"review-partials-{worker}.npz", review=part[0], feature=part[1], value=part[2], count=part[3]
+    )
     return {
         "worker": worker,
         "zeros": zeros,
@@ -295,7 +483,12 @@ def _raise_open_file_limit(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
 
 
-def _write_tokens(writer, tok, vocab, texts, n_npz, n_tokens_of, text_lens, s, reviews, pos):
+def _write_tokens(
+    writer, tok, vocab, texts, n_npz, n_tokens_of, text_lens, s, reviews, pos, offsets, review_base
+):
+    """The chunk's `tokens` rows; also each token's character offsets into
+    `token_offsets.npy` (row review_base[review] + position, -1 when not trusted), where
+    the merge finds the windows of the top examples' contexts."""
     uniq, inv = np.unique(reviews, return_inverse=True)
     has_text = uniq < n_npz
     encs = tok.encode_batch([texts[u] for u in uniq[has_text]])
@@ -316,8 +509,15 @@ def _write_tokens(writer, tok, vocab, texts, n_npz, n_tokens_of, text_lens, s, r
     valid = aligned[inv] & (pos < lens[inv])
     gi = np.where(valid, base[inv] + pos, 0)
     mask = ~valid
-    token_id = pa.array(ids[gi] if len(ids) else np.zeros(len(pos), np.int32), mask=~valid)
+    if len(ids):
+        tid, cs, ce = ids[gi], starts[gi], ends[gi]
+    else:
+        tid = cs = ce = np.zeros(len(pos), np.int32)
+    token_id = pa.array(tid, mask=mask)
     token = vocab.take(token_id)
+    slot = review_base[reviews] + pos
+    offsets[slot, 0] = np.where(valid, cs, -1)
+    offsets[slot, 1] = np.where(valid, ce, -1)
     writer.write_table(
         pa.table(
             {
@@ -326,8 +526,8 @@ def _write_tokens(writer, tok, vocab, texts, n_npz, n_tokens_of, text_lens, s, r
                 "position": pos.astype(np.int32),
                 "token_id": token_id,
                 "token": token,
-                "char_start": pa.array(starts[gi] if len(ids) else gi.astype(np.int32), mask=mask),
-                "char_end": pa.array(ends[gi] if len(ids) else gi.astype(np.int32), mask=mask),
+                "char_start": pa.array(cs, mask=mask),
+                "char_end": pa.array(ce, mask=mask),
             },
             schema=_TOKENS_SCHEMA,
         )
@@ -344,6 +544,21 @@ _ACT_SCHEMA = pa.schema(
         ("value", pa.float32()),
     ]
 )
+_TOP_SCHEMA = pa.schema(
+    [
+        ("feature", pa.int32()),
+        ("rank", pa.int32()),
+        ("token_pos", pa.int64()),
+        ("review_idx", pa.int32()),
+        ("value", pa.float32()),
+        ("position", pa.int32()),
+        ("review_id", pa.string()),
+        ("stars", pa.int32()),
+        ("left_context", pa.string()),
+        ("token", pa.string()),
+        ("right_context", pa.string()),
+    ]
+)
 
 
 def _activation_writer(path: Path) -> pq.ParquetWriter:
@@ -353,6 +568,7 @@ def _activation_writer(path: Path) -> pq.ParquetWriter:
         _ACT_SCHEMA,
         compression="zstd",
         use_dictionary=["feature"],
+        write_statistics=["token_pos", "feature"],
         column_encoding={
             "token_pos": "DELTA_BINARY_PACKED",
             "review_idx": "DELTA_BINARY_PACKED",
@@ -373,42 +589,85 @@ def _top_per_feature(f, tp, rv, v, k: int):
     return f[keep], tp[keep], rv[keep], v[keep], rank[keep]
 
 
+def _contexts(st: dict, review_idx: np.ndarray, pos: np.ndarray, before: int, after: int):
+    """(left_context, token, right_context) lists for tokens given by (review, position):
+    the window clipped to the review's H5 tokens, None where offsets are not trusted."""
+    offsets, base, n_tok, texts = st["offsets"], st["review_base"], st["n_tokens_of"], st["texts"]
+    b = base[review_idx]
+    me = b + pos
+    first = b + np.maximum(pos - before, 0)
+    last = b + np.minimum(pos + after, n_tok[review_idx] - 1)
+    cs, ce = offsets[me, 0], offsets[me, 1]
+    lo, hi = offsets[first, 0], offsets[last, 1]
+    ok = cs >= 0
+    left: list = [None] * len(pos)
+    token: list = [None] * len(pos)
+    right: list = [None] * len(pos)
+    sel = np.flatnonzero(ok)
+    rows = zip(
+        sel.tolist(), texts[review_idx[sel]].tolist(), lo[sel].tolist(), cs[sel].tolist(),
+        ce[sel].tolist(), hi[sel].tolist(),
+    )
+    for i, t, a, c, d, e in rows:
+        left[i], token[i], right[i] = t[a:c], t[c:d], t[d:e]
+    return left, token, right
+
+
+def _merge_state(st: dict) -> dict:
+    """Per-process read-only views the merge needs (opened once per worker)."""
+    if "offsets" not in st:
+        work = st["work"]
+        st["offsets"] = np.load(work / "token_offsets.npy", mmap_mode="r")
+        st["review_of"] = np.load(work / "token_review.npy", mmap_mode="r")
+        st["position"] = np.load(work / "token_position.npy", mmap_mode="r")
+        st["review_base"] = _review_base(st["n_tokens_of"])
+        st["runs"] = [np.load(work / f"runs-{w}.npy", mmap_mode="r") for w in range(st["workers"])]
+    return st
+
+
 def _merge_bucket(bucket: int) -> dict:
     """Write one bucket's rows in (feature, token_pos) order and compute its statistics."""
-    st = _STATE
+    st = _merge_state(_STATE)
     work, n_latents, workers = st["work"], st["n_latents"], st["workers"]
     star_code, n_star = st["star_code"], len(st["star_values"])
     f_lo, f_hi = bucket * BUCKET_WIDTH, min((bucket + 1) * BUCKET_WIDTH, n_latents)
     width = f_hi - f_lo
 
+    # A spill file holds, per run (chunk) that had rows of the bucket, the run's
+    # token_pos (uint32) then its values (float32), both in (feature, token) order.
     # One segment per (feature, source, run): a run's rows of one feature, already in
     # token order.  Ordered feature-major, then by source and run, they are the
     # bucket's rows in (feature, token_pos) order: no sort is needed.
     maps, seg_parts = [], []
     for w in range(workers):
-        runs = np.load(work / f"runs-{w}.npy", mmap_mode="r")
-        counts = np.asarray(runs[:, f_lo:f_hi], dtype=np.int64)
+        counts = np.asarray(st["runs"][w][:, f_lo:f_hi], dtype=np.int64)
         path = work / f"spill-{w}-{bucket:05d}.bin"
         if counts.sum() == 0 or not path.exists():
             continue
-        starts = _excl_cumsum(counts.sum(axis=1))[:, None] + _excl_cumsum(counts, axis=1)
+        n_run = counts.sum(axis=1)
+        tp_start = (2 * _excl_cumsum(n_run))[:, None] + _excl_cumsum(counts, axis=1)
         src = len(maps)
-        maps.append(np.memmap(path, dtype=st["spill_dtype"], mode="r"))
+        maps.append(np.memmap(path, dtype=np.uint32, mode="r"))
         fi, ri = np.nonzero(counts.T)
-        seg_parts.append((fi, np.full(len(fi), src), ri, starts[ri, fi], counts[ri, fi]))
+        seg_parts.append(
+            (fi, np.full(len(fi), src), ri, tp_start[ri, fi], n_run[ri], counts[ri, fi])
+        )
     n_active = np.zeros(width, np.int64)
     sums = np.zeros(width, np.float64)
     maxes = np.zeros(width, np.float32)
     result = {"bucket": bucket}
     if not seg_parts:
         result.update(_feature_rows(f_lo, n_active, np.zeros(width, np.int64), maxes, sums))
-        result.update(_empty_tops_and_stars())
+        result.update(_empty_stars())
         st["counter"].value += 1
         return result
-    seg_f, seg_src, seg_run, seg_start, seg_len = (np.concatenate(c) for c in zip(*seg_parts))
+    seg_f, seg_src, seg_run, seg_tp, seg_nrun, seg_len = (np.concatenate(c) for c in zip(*seg_parts))
     order = np.lexsort((seg_run, seg_src, seg_f))
-    seg_f, seg_src, seg_start, seg_len = seg_f[order], seg_src[order], seg_start[order], seg_len[order]
+    seg_f, seg_src, seg_tp, seg_nrun, seg_len = (
+        seg_f[order], seg_src[order], seg_tp[order], seg_nrun[order], seg_len[order]
+    )
 
+    review_of = st["review_of"]
     block_of = (np.cumsum(seg_len) - 1) // _MERGE_BLOCK_ROWS
     cuts = np.flatnonzero(np.diff(block_of)) + 1
     writer = _activation_writer(st["staging"] / "activations" / f"bucket={bucket}" / "part-0.parquet")
@@ -417,19 +676,26 @@ def _merge_bucket(bucket: int) -> dict:
     run_f, run_r, run_m = [], [], []
     top_parts: list[tuple] = []
     for lo, hi in zip(np.append(0, cuts), np.append(cuts, len(seg_len))):
-        b_f, b_src, b_start, b_len = seg_f[lo:hi], seg_src[lo:hi], seg_start[lo:hi], seg_len[lo:hi]
+        b_f, b_src, b_len = seg_f[lo:hi], seg_src[lo:hi], seg_len[lo:hi]
+        b_tp, b_nrun = seg_tp[lo:hi], seg_nrun[lo:hi]
         total = int(b_len.sum())
-        dest = _excl_cumsum(b_len)
         tp = np.empty(total, np.int64)
-        rv = np.empty(total, np.int32)
         v = np.empty(total, np.float32)
-        for src, mm in enumerate(maps):
-            sel = b_src == src
-            if not sel.any():
-                continue
-            rows = mm[_gather_index(b_start[sel], b_len[sel])]
-            at = _gather_index(dest[sel], b_len[sel])
-            tp[at], rv[at], v[at] = rows["token_pos"], rows["review_idx"], rows["value"]
+        if len(maps) == 1:
+            at_all = _gather_index(b_tp, b_len)
+            tp[:] = maps[0][at_all]
+            v[:] = maps[0][at_all + np.repeat(b_nrun, b_len)].view(np.float32)
+        else:
+            dest = _excl_cumsum(b_len)
+            for src, mm in enumerate(maps):
+                sel = b_src == src
+                if not sel.any():
+                    continue
+                got = _gather_index(b_tp[sel], b_len[sel])
+                at = _gather_index(dest[sel], b_len[sel])
+                tp[at] = mm[got]
+                v[at] = mm[got + np.repeat(b_nrun[sel], b_len[sel])].view(np.float32)
+        rv = review_of[tp]
         f_local = np.repeat(b_f, b_len).astype(np.int32)
         pending.append(
             pa.table(
@@ -469,6 +735,7 @@ def _merge_bucket(bucket: int) -> dict:
     if pending:
         writer.write_table(pa.concat_tables(pending), row_group_size=_ACTIVATION_ROW_GROUP)
     writer.close()
+    del maps
     for w in range(workers):
         (work / f"spill-{w}-{bucket:05d}.bin").unlink(missing_ok=True)
 
@@ -489,13 +756,9 @@ def _merge_bucket(bucket: int) -> dict:
     sum_max = np.bincount(key, weights=rm[rated].astype(np.float64), minlength=width * n_star)
     nz = np.flatnonzero(per)
     tf, ttp, trv, tv, trank = _top_per_feature(*map(np.concatenate, zip(*top_parts)), TOP_MATERIALIZED)
+    _write_top_part(st, bucket, tf + f_lo, trank, ttp, trv, tv)
     result.update(_feature_rows(f_lo, n_active, n_reviews, maxes, sums))
     result.update(
-        top_feature=tf + f_lo,
-        top_rank=trank,
-        top_token_pos=ttp,
-        top_review_idx=trv,
-        top_value=tv,
         stars_feature=nz // n_star + f_lo,
         stars_value=st["star_values"][nz % n_star],
         stars_n_active=per[nz],
@@ -503,6 +766,39 @@ def _merge_bucket(bucket: int) -> dict:
     )
     st["counter"].value += 1
     return result
+
+
+def _review_id_array(st: dict) -> pa.Array:
+    if "review_id_array" not in st:
+        st["review_id_array"] = pa.array(st["review_ids"].tolist(), pa.string())
+    return st["review_id_array"]
+
+
+def _write_top_part(st: dict, bucket: int, tf, trank, ttp, trv, tv) -> None:
+    """One bucket's `top_examples` rows, with what top_k and the default-window
+    top_k_contexts return, so those read one table (finished in `_write_top_examples`)."""
+    pos = np.asarray(st["position"][ttp], np.int64)
+    trv = trv.astype(np.int64)
+    left, token, right = _contexts(st, trv, pos, DEFAULT_BEFORE, DEFAULT_AFTER)
+    code = st["star_code"][trv]
+    stars = np.where(code >= 0, st["star_values"][np.maximum(code, 0)], 0).astype(np.int32)
+    table = pa.table(
+        {
+            "feature": tf.astype(np.int32),
+            "rank": trank.astype(np.int32),
+            "token_pos": ttp.astype(np.int64),
+            "review_idx": trv.astype(np.int32),
+            "value": tv.astype(np.float32),
+            "position": pos.astype(np.int32),
+            "review_id": _review_id_array(st).take(pa.array(trv)),
+            "stars": pa.array(stars, pa.int32(), mask=code < 0),
+            "left_context": pa.array(left, pa.string()),
+            "token": pa.array(token, pa.string()),
+            "right_context": pa.array(right, pa.string()),
+        },
+        schema=_TOP_SCHEMA,
+    )
+    pq.write_table(table, st["work"] / f"top-{bucket:05d}.parquet", compression="none")
 
 
 def _feature_rows(f_lo, n_active, n_reviews, maxes, sums) -> dict:
@@ -515,19 +811,73 @@ def _feature_rows(f_lo, n_active, n_reviews, maxes, sums) -> dict:
     }
 
 
-def _empty_tops_and_stars() -> dict:
+def _empty_stars() -> dict:
     z = np.zeros(0, np.int64)
     return {
-        "top_feature": z,
-        "top_rank": z,
-        "top_token_pos": z,
-        "top_review_idx": z,
-        "top_value": z.astype(np.float32),
         "stars_feature": z,
         "stars_value": z,
         "stars_n_active": z,
         "stars_sum_max": z.astype(np.float64),
     }
+
+
+def _write_top_examples(staging: Path, work: Path, n_buckets: int) -> None:
+    """Concatenate the merge's per-bucket top rows: one row group per bucket (64
+    features), so a feature's lookup decodes 6,400 rows."""
+    writer = pq.ParquetWriter(
+        staging / "top_examples.parquet",
+        _TOP_SCHEMA,
+        compression="zstd",
+        use_dictionary=["stars"],
+        write_statistics=["feature", "rank"],
+        column_encoding={
+            "feature": "DELTA_BINARY_PACKED",
+            "rank": "DELTA_BINARY_PACKED",
+            "token_pos": "DELTA_BINARY_PACKED",
+            "review_idx": "DELTA_BINARY_PACKED",
+            "value": "BYTE_STREAM_SPLIT",
+            "position": "DELTA_BINARY_PACKED",
+        },
+    )
+    try:
+        for bucket in range(n_buckets):
+            part = work / f"top-{bucket:05d}.parquet"
+            if part.exists():
+                writer.write_table(pq.read_table(part), row_group_size=BUCKET_WIDTH * TOP_MATERIALIZED)
+    finally:
+        writer.close()
+
+
+def _write_review_top_partials(staging: Path, work: Path, workers: int, n_reviews: int) -> None:
+    """Reviews split across chunks or workers: merge their per-run feature pairs (max of
+    maxima, sum of counts) and rank them like the complete reviews."""
+    parts = [np.load(work / f"review-partials-{w}.npz") for w in range(workers)]
+    r = np.concatenate([p["review"] for p in parts]).astype(np.int64)
+    f = np.concatenate([p["feature"] for p in parts]).astype(np.int64)
+    v = np.concatenate([p["value"] for p in parts]).astype(np.float32)
+    c = np.concatenate([p["count"] for p in parts]).astype(np.int64)
+    if len(r):
+        order = np.lexsort((f, r))
+        r, f, v, c = r[order], f[order], v[order], c[order]
+        heads = np.flatnonzero(np.append(True, (r[1:] != r[:-1]) | (f[1:] != f[:-1])))
+        r, f = r[heads], f[heads]
+        v, c = np.maximum.reduceat(v, heads), np.add.reduceat(c, heads)
+    g, rank, tf, tv, tc = _top_per_group(r, f, v, c, max(n_reviews, 1), REVIEW_TOP)
+    pq.write_table(
+        pa.table(
+            {
+                "review_idx": g.astype(np.int32),
+                "rank": rank.astype(np.int32),
+                "feature": tf.astype(np.int32),
+                "max_value": tv.astype(np.float32),
+                "n_tokens_active": tc.astype(np.int64),
+            },
+            schema=_REVIEW_TOP_SCHEMA,
+        ),
+        staging / "review_top_features" / "part-split.parquet",
+        compression="zstd",
+        row_group_size=_REVIEW_TOP_ROW_GROUP,
+    )
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -626,7 +976,7 @@ def build_warehouse(
         f = open_h5(h5)
         shutil.rmtree(staging, ignore_errors=True)
         work = staging / "_work"
-        for sub in ("_work", "tokens", "activations"):
+        for sub in ("_work", "tokens", "activations", "review_top_features"):
             (staging / sub).mkdir(parents=True)
         with f:
             n_tokens, k = f["z_idx"].shape
@@ -634,6 +984,8 @@ def build_warehouse(
             review_ids, n_tok, first, last = _map_reviews(f, meta["review_ids"], work, chunk_tokens, progress)
             phases["map_reviews"] = time.perf_counter() - t0
         summary.n_tokens, summary.k = int(n_tokens), int(k)
+        if n_tokens >= 2**32:
+            raise BuildError(f"{h5}: {n_tokens} tokens; spill files hold token_pos as uint32 (< 2**32)")
         n_npz = len(meta["review_ids"])
         n_all = len(review_ids)
 
@@ -652,7 +1004,7 @@ def build_warehouse(
             n_latents=n_latents,
             chunk=chunk_tokens,
             tokenizer=tokenizer,
-            spill_dtype=_spill_dtype(n_tokens),
+            review_ids=review_ids,
             n_tokens_of=n_tok,
             texts=meta["texts"],
             n_npz=n_npz,
@@ -692,6 +1044,8 @@ def build_warehouse(
         alignment = _alignment(n_tok, text_lens, n_npz)
         _write_reviews(staging, meta, review_ids, n_tok, first, last, text_lens, alignment)
         _write_feature_tables(staging, merged, n_tokens, int((n_tok > 0).sum()))
+        _write_top_examples(staging, work, n_buckets)
+        _write_review_top_partials(staging, work, workers, n_all)
         write_review_stats(staging, merged)
         if not any((staging / "activations").glob("*/*.parquet")):
             # Not one active slot: an empty file keeps the activations view's glob valid.
@@ -853,18 +1207,6 @@ def _write_feature_tables(staging: Path, merged: list[dict], n_tokens: int, n_re
         }
     )
     pq.write_table(features, staging / "features.parquet", compression="zstd")
-    tops = pa.table(
-        {
-            "feature": col("top_feature").astype(np.int32),
-            "rank": col("top_rank").astype(np.int32),
-            "token_pos": col("top_token_pos").astype(np.int64),
-            "review_idx": col("top_review_idx").astype(np.int32),
-            "value": col("top_value").astype(np.float32),
-        }
-    )
-    pq.write_table(
-        tops, staging / "top_examples.parquet", compression="zstd", row_group_size=64 * TOP_MATERIALIZED
-    )
     stars = pa.table(
         {
             "feature": col("stars_feature").astype(np.int32),
@@ -881,7 +1223,7 @@ def _write_manifest(staging: Path, summary: BuildSummary, h5: Path, npz: Path, t
     import h5py
 
     tables = {}
-    for name in ("activations", "tokens"):
+    for name in ("activations", "tokens", "review_top_features"):
         files = sorted((staging / name).rglob("*.parquet"))
         tables[name] = [_file_entry(staging, p) for p in files]
     for name in ("reviews", "features", "top_examples", "feature_stars", "feature_review_stats"):

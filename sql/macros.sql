@@ -3,6 +3,9 @@
 -- Every macro that reads one feature filters on `bucket = feat // 64` as well as on
 -- `feature = feat`: the first prunes hive partitions (64 = etl.build.BUCKET_WIDTH),
 -- the second row groups inside the bucket's file.
+-- `*_native` are DuckDB tables in this file copied from the Parquet tables at build time
+-- (etl.build.NATIVE_COPIES): a lookup in them costs no Parquet footer parse, so the
+-- macros read them; the views stay the Parquet tables of the contract.
 
 CREATE OR REPLACE MACRO activation(tp, feat) AS coalesce((
     SELECT max(a.value) FROM activations a
@@ -12,61 +15,73 @@ CREATE OR REPLACE MACRO activation(tp, feat) AS coalesce((
 CREATE OR REPLACE MACRO feature_tokens(feat) AS TABLE
 SELECT a.token_pos, a.review_idx, r.review_id, t.position, a.value
 FROM activations a
-JOIN reviews r ON r.review_idx = a.review_idx
+JOIN reviews_native r ON r.review_idx = a.review_idx
 JOIN tokens t ON t.token_pos = a.token_pos
 WHERE a.bucket = feat // 64 AND a.feature = feat
 ORDER BY a.token_pos;
 
--- k <= 100 is answered from the materialized top_examples (100 =
--- etl.build.TOP_MATERIALIZED); a larger k scans the feature.  The branch whose
--- constant condition is false is pruned by the optimizer.
+-- Fast paths.  top_examples holds, per feature, the 100 strongest activations
+-- (etl.build.TOP_MATERIALIZED) with everything top_k returns and the contexts of the
+-- default window (20 before, 10 after: etl.build.DEFAULT_BEFORE/AFTER), so k <= 100 reads
+-- one row group of one table.  A larger k or another window takes the general path.
+-- With the parameters bound, the optimizer folds each branch's constant condition and
+-- drops the false branch (EXPLAIN shows an EMPTY_RESULT): only one side runs.
 CREATE OR REPLACE MACRO top_k(feat, k) AS TABLE
-WITH hits AS (
-    SELECT rank, token_pos, review_idx, value
-    FROM top_examples
+SELECT rank, token_pos, review_id, position, value, stars, review_idx FROM (
+    SELECT rank::BIGINT AS rank, token_pos, review_id, position, value, stars, review_idx
+    FROM top_examples_native
     WHERE feature = feat AND rank <= k AND k <= 100
     UNION ALL
-    SELECT row_number() OVER (ORDER BY value DESC, token_pos) AS rank, token_pos, review_idx, value
-    FROM (SELECT token_pos, review_idx, value FROM activations
-          WHERE bucket = feat // 64 AND feature = feat AND k > 100
-          ORDER BY value DESC, token_pos LIMIT greatest(k, 0))
+    SELECT h.rank, h.token_pos, r.review_id, t.position, h.value, r.stars, h.review_idx
+    FROM (SELECT row_number() OVER (ORDER BY value DESC, token_pos) AS rank, token_pos, review_idx, value
+          FROM (SELECT token_pos, review_idx, value FROM activations
+                WHERE bucket = feat // 64 AND feature = feat AND k > 100
+                ORDER BY value DESC, token_pos LIMIT greatest(k, 0))) h
+    JOIN reviews_native r ON r.review_idx = h.review_idx
+    JOIN tokens t ON t.token_pos = h.token_pos
 )
-SELECT h.rank::BIGINT AS rank, h.token_pos, r.review_id, t.position, h.value, r.stars, h.review_idx
-FROM hits h
-JOIN reviews r ON r.review_idx = h.review_idx
-JOIN tokens t ON t.token_pos = h.token_pos
-ORDER BY h.rank;
+ORDER BY rank;
 
 CREATE OR REPLACE MACRO top_k_contexts(feat, k, before := 20, after := 10) AS TABLE
-WITH top AS (SELECT * FROM top_k(feat, k)),
-win AS (
-    SELECT top.rank, min(t.char_start) AS lo, max(t.char_end) AS hi
-    FROM top JOIN tokens t
-      ON t.review_idx = top.review_idx
-     AND t.position BETWEEN top.position - greatest(before, 0) AND top.position + greatest(after, 0)
-    GROUP BY top.rank
+SELECT * FROM (
+    SELECT rank::BIGINT AS rank, token_pos, review_id, position, value, stars, review_idx,
+           left_context, token, right_context
+    FROM top_examples_native
+    WHERE feature = feat AND rank <= k AND k <= 100 AND before = 20 AND after = 10
+    UNION ALL
+    (WITH top AS (
+        SELECT * FROM top_k(feat, k)
+        WHERE NOT coalesce(k <= 100 AND before = 20 AND after = 10, false)
+    ),
+    win AS (
+        SELECT top.rank, min(t.char_start) AS lo, max(t.char_end) AS hi
+        FROM top JOIN tokens t
+          ON t.review_idx = top.review_idx
+         AND t.position BETWEEN top.position - greatest(before, 0) AND top.position + greatest(after, 0)
+        GROUP BY top.rank
+    )
+    SELECT top.rank, top.token_pos, top.review_id, top.position, top.value, top.stars, top.review_idx,
+           substring(r.text, win.lo + 1, tt.char_start - win.lo) AS left_context,
+           substring(r.text, tt.char_start + 1, tt.char_end - tt.char_start) AS token,
+           substring(r.text, tt.char_end + 1, win.hi - tt.char_end) AS right_context
+    FROM top
+    JOIN reviews_native r ON r.review_idx = top.review_idx
+    JOIN tokens tt ON tt.token_pos = top.token_pos
+    LEFT JOIN win ON win.rank = top.rank)
 )
-SELECT top.rank, top.token_pos, top.review_id, top.position, top.value, top.stars, top.review_idx,
-       substring(r.text, win.lo + 1, tt.char_start - win.lo) AS left_context,
-       substring(r.text, tt.char_start + 1, tt.char_end - tt.char_start) AS token,
-       substring(r.text, tt.char_end + 1, win.hi - tt.char_end) AS right_context
-FROM top
-JOIN reviews r ON r.review_idx = top.review_idx
-JOIN tokens tt ON tt.token_pos = top.token_pos
-LEFT JOIN win ON win.rank = top.rank
-ORDER BY top.rank;
+ORDER BY rank;
 
 CREATE OR REPLACE MACRO review_tokens(rid) AS TABLE
 SELECT t.position, t.token_pos, t.token_id, t.token, t.char_start, t.char_end
 FROM tokens t
-JOIN reviews r ON r.review_idx = t.review_idx
+JOIN reviews_native r ON r.review_idx = t.review_idx
 WHERE r.review_id = rid
   AND t.token_pos BETWEEN r.first_token_pos AND r.last_token_pos
 ORDER BY t.position;
 
 CREATE OR REPLACE MACRO feature_by_stars(feat) AS TABLE
 WITH base AS (
-    SELECT stars, count(*) AS n_reviews FROM reviews
+    SELECT stars, count(*) AS n_reviews FROM reviews_native
     WHERE n_tokens > 0 AND stars IS NOT NULL GROUP BY stars
 ),
 act AS (SELECT stars, n_active_reviews, sum_max_value FROM feature_stars WHERE feature = feat),
@@ -83,12 +98,22 @@ SELECT j.stars, j.n_reviews, j.n_active_reviews,
 FROM joined j CROSS JOIN overall o
 ORDER BY j.stars;
 
+-- k <= 100 reads the review's row group of review_top_features (each review's 100
+-- strongest features, ranked the same way: etl.build.REVIEW_TOP); a larger k scans.
 CREATE OR REPLACE MACRO review_features(rid, k) AS TABLE
-SELECT a.feature, max(a.value) AS max_value, count(*) AS n_tokens_active
-FROM activations a
-JOIN reviews r ON r.review_idx = a.review_idx
-WHERE r.review_id = rid
-  AND a.token_pos BETWEEN r.first_token_pos AND r.last_token_pos
-GROUP BY a.feature
-ORDER BY max_value DESC, a.feature
-LIMIT greatest(k, 0);
+SELECT feature, max_value, n_tokens_active FROM (
+    SELECT t.feature, t.max_value, t.n_tokens_active
+    FROM review_top_features_native t
+    JOIN (SELECT review_idx FROM reviews_native WHERE review_id = rid) r ON r.review_idx = t.review_idx
+    WHERE t.rank <= k AND k <= 100
+    UNION ALL
+    (SELECT a.feature, max(a.value) AS max_value, count(*) AS n_tokens_active
+    FROM activations a
+    JOIN reviews_native r ON r.review_idx = a.review_idx
+    WHERE r.review_id = rid AND k > 100
+      AND a.token_pos BETWEEN r.first_token_pos AND r.last_token_pos
+    GROUP BY a.feature
+    ORDER BY max_value DESC, a.feature
+    LIMIT greatest(k, 0))
+)
+ORDER BY max_value DESC, feature;

@@ -29,3 +29,9 @@ SELECT * FROM read_parquet({{root}} || '/feature_stars.parquet');
 
 CREATE OR REPLACE VIEW feature_review_stats AS
 SELECT * FROM read_parquet({{root}} || '/feature_review_stats.parquet');
+
+-- Each review's 100 strongest features (etl.build.REVIEW_TOP), ranked like
+-- review_features: the macro answers k <= 100 from here.  One file per explode worker,
+-- plus part-split.parquet for reviews split across chunks or workers.
+CREATE OR REPLACE VIEW review_top_features AS
+SELECT * FROM read_parquet({{root}} || '/review_top_features/*.parquet');

@@ -14,10 +14,10 @@ from warehouse.sqlfiles import load_sql, split_statements, sql_dir, sql_string_l
 
 DB_FILE = "warehouse.duckdb"
 MANIFEST = "manifest.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # = etl.build.SCHEMA_VERSION
 TABLES = (
     "activations", "tokens", "reviews", "features", "top_examples", "feature_stars",
-    "feature_review_stats",
+    "feature_review_stats", "review_top_features",
 )
 
 
@@ -43,6 +43,9 @@ def create_database(directory: Path, root: Path) -> None:
     con = duckdb.connect(str(path))
     try:
         for stmt in _render_schema(Path(root)):
+            con.execute(stmt)
+        # Native copies of the lookup tables the macros read (sql/native.sql).
+        for stmt in split_statements(load_sql("native.sql").sql):
             con.execute(stmt)
         for stmt in _macro_statements():
             con.execute(stmt)
