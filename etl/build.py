@@ -55,7 +55,7 @@ REVIEW_TOP = 100  # strongest features materialized per review; sql/macros.sql a
 DEFAULT_BEFORE, DEFAULT_AFTER = 20, 10  # top_k_contexts' default window, materialized
 _MERGE_BLOCK_ROWS = 1 << 21
 _ACTIVATION_ROW_GROUP = 1 << 17
-_REVIEW_TOP_ROW_GROUP = 1 << 14
+_REVIEW_TOP_ROW_GROUP = 1 << 17
 
 ALIGNMENTS = ("exact", "truncated", "mismatch", "no_tokens", "no_text")
 

@@ -4,8 +4,8 @@
 -- `feature = feat`: the first prunes hive partitions (64 = etl.build.BUCKET_WIDTH),
 -- the second row groups inside the bucket's file.
 -- `*_native` are DuckDB tables in this file copied from the Parquet tables at build time
--- (etl.build.NATIVE_COPIES): a lookup in them costs no Parquet footer parse, so the
--- macros read them; the views stay the Parquet tables of the contract.
+-- (sql/native.sql): a lookup in them costs no Parquet footer parse, so the macros read
+-- them; the views stay the Parquet tables of the contract.
 
 CREATE OR REPLACE MACRO activation(tp, feat) AS coalesce((
     SELECT max(a.value) FROM activations a
@@ -65,7 +65,7 @@ SELECT * FROM (
            substring(r.text, tt.char_start + 1, tt.char_end - tt.char_start) AS token,
            substring(r.text, tt.char_end + 1, win.hi - tt.char_end) AS right_context
     FROM top
-    JOIN reviews_native r ON r.review_idx = top.review_idx
+    JOIN reviews r ON r.review_idx = top.review_idx
     JOIN tokens tt ON tt.token_pos = top.token_pos
     LEFT JOIN win ON win.rank = top.rank)
 )
@@ -103,7 +103,7 @@ ORDER BY j.stars;
 CREATE OR REPLACE MACRO review_features(rid, k) AS TABLE
 SELECT feature, max_value, n_tokens_active FROM (
     SELECT t.feature, t.max_value, t.n_tokens_active
-    FROM review_top_features_native t
+    FROM review_top_features t
     JOIN (SELECT review_idx FROM reviews_native WHERE review_id = rid) r ON r.review_idx = t.review_idx
     WHERE t.rank <= k AND k <= 100
     UNION ALL
