@@ -1,0 +1,611 @@
+"""The warehouse benchmark: synthesize, build, and time the warehouse against the H5.
+
+    python -m bench.run --tokens 5M --out bench/results/bench-5M.json     # make bench
+    python -m bench.run --reviews 432248 --out bench/results/full.json    # make bench-full
+
+One run measures, side by side on the same synthetic input (cached under .bench/):
+
+- the build: wall and CPU seconds, activation rows per second, peak RSS (of the
+  largest process, from the children's resource usage, and of the whole process tree,
+  sampled from /proc), the phases from the manifest, and the sizes against the H5;
+- the reference document's per-token loop (`get_feature_activations_chunk`) on a
+  slice of the H5, extrapolated linearly to the whole file (marked `extrapolated`);
+- a vectorized numpy scan of the whole H5 for one feature (chunked `z_idx == f`,
+  then the top-k by value): the best one can do without a warehouse;
+- the warehouse (warm, in one read-only connection, median of repeats):
+  `top_k_contexts(F, 20)` for a rare, a median and the densest feature,
+  `feature_by_stars(F)`, `review_features(R, 20)`, a full `GROUP BY feature` over
+  the `activations` view against DuckDB's plain scan of the same Parquet files;
+- the CLI as a user runs it (separate processes, median of repeats): `saewh --help`
+  and `saewh report top-k` end to end.
+
+It prints a table of medians and ratios with the targets of issue 4 and writes it all
+as JSON.  Timings are wall-clock on a shared machine: the JSON keeps every repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".bench"
+TOKENS_PER_REVIEW = 110  # synthetic reviews average ~110 GPT-2 tokens
+FULL_REVIEWS = 432_248
+
+# Issue 4's targets (this machine).
+TARGETS = {
+    "build_rows_per_s_5M": 8e6,
+    "build_seconds_full": 8 * 60,
+    "peak_rss_bytes": 2 * 1024**3,
+    "size_ratio": 0.75,
+    "top_k_contexts_ms_5M": 30.0,
+    "top_k_contexts_ms_full": 50.0,
+    "feature_by_stars_ms": 100.0,
+    "review_features_ms": 100.0,
+    "groupby_vs_plain": 2.0,
+    "help_ms": 300.0,
+    "report_ms": 1000.0,
+    "ratio_vs_scan": 1_000.0,
+    "ratio_vs_reference": 10_000.0,
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def parse_count(text: str) -> int:
+    text = text.strip().upper().replace("_", "")
+    mult = {"K": 1_000, "M": 1_000_000, "G": 1_000_000_000}.get(text[-1:], 1)
+    return int(float(text[:-1] if mult > 1 else text) * mult)
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_bytes": mem,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": load,
+    }
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def saewh_command() -> list[str]:
+    """The CLI as installed next to this interpreter, else run from the source tree."""
+    exe = Path(sys.executable).parent / "saewh"
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-c", "from warehouse.cli import app; app()"]
+
+
+def timed_runs(fn, repeats: int, warmup: int = 1) -> dict:
+    for _ in range(warmup):
+        fn()
+    xs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        xs.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(xs), "min_s": min(xs), "runs_s": xs}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def ensure_inputs(n_reviews: int, seed: int) -> tuple[Path, Path, float | None]:
+    """Synthetic inputs, cached by (reviews, seed)."""
+    from etl.synth import H5_NAME, NPZ_NAME, synthesize
+
+    d = CACHE / "inputs" / f"r{n_reviews}-s{seed}"
+    h5, npz = d / H5_NAME, d / NPZ_NAME
+    if h5.exists() and npz.exists():
+        return h5, npz, None
+    log(f"synthesizing {n_reviews:,} reviews into {d}")
+    t0 = time.perf_counter()
+    synthesize(d, n_reviews=n_reviews, seed=seed)
+    return h5, npz, time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (from /proc)."""
+    total = 0
+    todo = [pid]
+    seen = set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{p}/task/{p}/children") as fh:
+                todo.extend(int(c) for c in fh.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def run_build(h5: Path, npz: Path, wh: Path, workers: int) -> dict:
+    cmd = saewh_command() + [
+        "build",
+        "--h5",
+        str(h5),
+        "--npz",
+        str(npz),
+        "--warehouse",
+        str(wh),
+        "--workers",
+        str(workers),
+        "--replace",
+    ]
+    log("building: " + " ".join(cmd[-10:]))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_tree = 0
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak_tree
+        while not stop.is_set():
+            peak_tree = max(peak_tree, _tree_rss(proc.pid))
+            stop.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    stop.set()
+    sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"build failed ({proc.returncode}):\n{err[-2000:]}")
+    manifest = json.loads((wh / "manifest.json").read_text())
+    summary = manifest["summary"]
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "command": " ".join(["saewh"] + cmd[len(saewh_command()) :]),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rows": summary["n_activations"],
+        "tokens": summary["n_tokens"],
+        "rows_per_s": summary["n_activations"] / wall,
+        "peak_rss_largest_process_bytes": after.ru_maxrss * 1024,
+        "peak_rss_process_tree_bytes": peak_tree,
+        "phase_seconds": summary.get("phase_seconds", {}),
+        "stdout": out.strip().splitlines()[-1:] if out.strip() else [],
+    }
+
+
+def sizes(wh: Path, h5: Path) -> dict:
+    tables = {}
+    for p in sorted(wh.iterdir()):
+        if p.name.startswith("."):
+            continue
+        tables[p.name.removesuffix(".parquet")] = dir_bytes(p) if p.is_dir() else p.stat().st_size
+    total = sum(tables.values())
+    return {
+        "h5_bytes": h5.stat().st_size,
+        "warehouse_bytes": total,
+        "ratio": total / h5.stat().st_size,
+        "by_table": tables,
+    }
+
+
+# --------------------------------------------------------------------------- H5 baselines
+
+
+def reference_loop(h5: Path, feature: int, n_slice: int) -> dict:
+    """The reference document's `get_feature_activations_chunk` on the first n_slice tokens."""
+    import h5py
+
+    t0 = time.perf_counter()
+    with h5py.File(h5, "r") as f:
+        total = f["z_idx"].shape[0]
+        n_slice = min(n_slice, total)
+        chunk_size = 100_000
+        all_active = []
+        for start in range(0, n_slice, chunk_size):
+            end = min(start + chunk_size, n_slice)
+            activations = np.zeros(end - start, dtype=np.float32)
+            indices_chunk = f["z_idx"][start:end]
+            values_chunk = f["z_val"][start:end]
+            for i in range(end - start):
+                mask = indices_chunk[i] == feature
+                if np.any(mask):
+                    activations[i] = values_chunk[i][mask][0]
+            all_active.extend(np.where(activations > 0)[0] + start)
+    took = time.perf_counter() - t0
+    return {
+        "slice_tokens": n_slice,
+        "slice_s": took,
+        "total_tokens": total,
+        "extrapolated_s": took * total / n_slice,
+        "extrapolated": n_slice < total,
+    }
+
+
+def vectorized_scan(h5: Path, feature: int, k: int = 20, chunk: int = 1 << 20) -> list[tuple[int, float]]:
+    """The best plain-numpy answer to top-k: scan every token's slots for the feature."""
+    import h5py
+
+    pos_parts, val_parts = [], []
+    with h5py.File(h5, "r") as f:
+        z_idx, z_val = f["z_idx"], f["z_val"]
+        n = z_idx.shape[0]
+        for s in range(0, n, chunk):
+            e = min(n, s + chunk)
+            rows, cols = np.nonzero(z_idx[s:e] == feature)
+            if len(rows):
+                vals = z_val[s:e][rows, cols]
+                pos_parts.append(rows + s)
+                val_parts.append(vals)
+    if not pos_parts:
+        return []
+    pos, val = np.concatenate(pos_parts), np.concatenate(val_parts)
+    keep = val > 0
+    pos, val = pos[keep], val[keep]
+    order = np.lexsort((pos, -val))[:k]
+    return list(zip(pos[order].tolist(), val[order].tolist()))
+
+
+# --------------------------------------------------------------------------- warehouse
+
+
+def pick_features(con) -> dict[str, int]:
+    rows = con.execute(
+        """
+        WITH live AS (SELECT feature, n_active FROM features WHERE n_active > 0),
+        ranked AS (SELECT feature, n_active, row_number() OVER (ORDER BY n_active, feature) AS i,
+                          count(*) OVER () AS n FROM live)
+        SELECT
+          (SELECT feature FROM ranked WHERE i = greatest(1, (n // 100))),
+          (SELECT feature FROM ranked WHERE i = greatest(1, n // 2)),
+          (SELECT feature FROM ranked ORDER BY n_active DESC, feature LIMIT 1)
+        FROM ranked LIMIT 1
+        """
+    ).fetchone()
+    return {"rare": rows[0], "median": rows[1], "densest": rows[2]}
+
+
+def pick_reviews(con, n: int = 3) -> list[str]:
+    rows = con.execute(
+        "SELECT review_id FROM reviews WHERE n_tokens > 0 ORDER BY hash(review_idx) LIMIT $n", {"n": n}
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def warehouse_queries(wh: Path, repeats: int, groupby_repeats: int) -> dict:
+    from warehouse.db import connect
+
+    con = connect(wh)
+    feats = pick_features(con)
+    counts = dict(
+        con.execute(
+            "SELECT feature, n_active FROM features WHERE feature IN ($a, $b, $c)",
+            {"a": feats["rare"], "b": feats["median"], "c": feats["densest"]},
+        ).fetchall()
+    )
+    out: dict = {"features": {k: {"feature": v, "n_active": counts[v]} for k, v in feats.items()}}
+
+    def q(sql: str, params: dict, n: int = repeats) -> dict:
+        return timed_runs(lambda: con.execute(sql, params).fetchall(), n)
+
+    for label, f in feats.items():
+        log(f"warehouse queries, {label} feature {f}")
+        out[f"top_k_contexts_{label}"] = q("SELECT * FROM top_k_contexts($f, 20)", {"f": f})
+        out[f"top_k_{label}"] = q("SELECT * FROM top_k($f, 20)", {"f": f})
+        out[f"feature_by_stars_{label}"] = q("SELECT * FROM feature_by_stars($f)", {"f": f})
+    out["top_k_contexts_window_5_5_median"] = q(
+        "SELECT * FROM top_k_contexts($f, 20, before := 5, after := 5)",
+        {"f": feats["median"]},
+        max(3, repeats // 3),
+    )
+    reviews = pick_reviews(con)
+    out["reviews"] = reviews
+    runs = [q("SELECT * FROM review_features($r, 20)", {"r": r}) for r in reviews]
+    out["review_features"] = {
+        "median_s": statistics.median(r["median_s"] for r in runs),
+        "min_s": min(r["min_s"] for r in runs),
+        "per_review": runs,
+    }
+    log("GROUP BY feature: view vs plain Parquet scan")
+    sql = "SELECT feature, count(*) AS n, max(value) AS m FROM {src} GROUP BY feature"
+    plain = f"read_parquet('{wh}/activations/*/*.parquet')"
+    out["groupby_view"] = timed_runs(
+        lambda: con.execute(sql.format(src="activations")).fetchall(), groupby_repeats
+    )
+    out["groupby_plain"] = timed_runs(lambda: con.execute(sql.format(src=plain)).fetchall(), groupby_repeats)
+    con.close()
+    return out
+
+
+def cli_timings(wh: Path, feature: int, repeats: int) -> dict:
+    base = saewh_command()
+
+    def run(args: list[str]) -> None:
+        subprocess.run(base + args, check=True, capture_output=True, cwd=ROOT)
+
+    helped = timed_runs(lambda: run(["--help"]), repeats)
+    report = timed_runs(
+        lambda: run(["report", "top-k", "--feature", str(feature), "--k", "20", "--warehouse", str(wh)]),
+        repeats,
+    )
+    return {"command": base, "help": helped, "report_top_k": report}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def summarize(res: dict) -> list[tuple[str, str, str, str]]:
+    """(measure, value, target, verdict) rows."""
+    full = res["input"]["n_tokens"] >= 40_000_000
+    rows = []
+
+    def ms(x: float) -> str:
+        return f"{x * 1e3:,.1f} ms"
+
+    def verdict(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("met" if ok else "NOT met")
+
+    b = res["build"]
+    t = TARGETS
+    rows.append(
+        (
+            "build wall (cpu)",
+            f"{b['wall_s']:,.1f} s ({b['cpu_s']:,.0f} cpu-s)",
+            "<= 480 s at full size" if full else "-",
+            verdict(b["wall_s"] <= t["build_seconds_full"]) if full else "-",
+        )
+    )
+    rows.append(
+        (
+            "build rows/s",
+            f"{b['rows_per_s'] / 1e6:,.2f} M/s",
+            ">= 8 M/s at 5M tokens",
+            "-" if full else verdict(b["rows_per_s"] >= t["build_rows_per_s_5M"]),
+        )
+    )
+    rows.append(
+        (
+            "peak RSS largest process",
+            f"{b['peak_rss_largest_process_bytes'] / 2**30:,.2f} GiB",
+            "<= 2 GiB",
+            verdict(b["peak_rss_largest_process_bytes"] <= t["peak_rss_bytes"]),
+        )
+    )
+    rows.append(
+        ("peak RSS process tree", f"{b['peak_rss_process_tree_bytes'] / 2**30:,.2f} GiB", "(sampled)", "")
+    )
+    s = res["sizes"]
+    rows.append(
+        (
+            "warehouse / H5 size",
+            f"{s['warehouse_bytes'] / 2**30:,.2f} / {s['h5_bytes'] / 2**30:,.2f} GiB = {s['ratio']:.2f}x",
+            "<= 0.75x",
+            verdict(s["ratio"] <= t["size_ratio"]),
+        )
+    )
+    ref = res["reference_loop"]
+    rows.append(
+        (
+            "reference loop, one feature",
+            f"{ref['extrapolated_s']:,.0f} s" + (" (extrapolated)" if ref["extrapolated"] else ""),
+            "",
+            "",
+        )
+    )
+    w = res["warehouse"]
+    limit = t["top_k_contexts_ms_full"] if full else t["top_k_contexts_ms_5M"]
+    for label in ("rare", "median", "densest"):
+        f = w["features"][label]
+        qt = w[f"top_k_contexts_{label}"]["median_s"]
+        scan = res["vectorized_scan"][label]["median_s"]
+        rows.append(
+            (
+                f"top_k_contexts {label} ({f['feature']}, {f['n_active']:,} active)",
+                ms(qt),
+                f"<= {limit:.0f} ms",
+                verdict(qt * 1e3 <= limit),
+            )
+        )
+        rows.append(
+            (
+                f"  vs numpy H5 scan ({scan:,.2f} s)",
+                f"{scan / qt:,.0f}x",
+                ">= 1,000x",
+                verdict(scan / qt >= t["ratio_vs_scan"]),
+            )
+        )
+        rows.append(
+            (
+                "  vs reference loop",
+                f"{ref['extrapolated_s'] / qt:,.0f}x",
+                ">= 10,000x",
+                verdict(ref["extrapolated_s"] / qt >= t["ratio_vs_reference"]),
+            )
+        )
+    fbs = max(w[f"feature_by_stars_{label}"]["median_s"] for label in ("rare", "median", "densest"))
+    rows.append(("feature_by_stars (slowest of 3)", ms(fbs), "<= 100 ms", verdict(fbs * 1e3 <= 100)))
+    rf = w["review_features"]["median_s"]
+    rows.append(("review_features(R, 20)", ms(rf), "<= 100 ms", verdict(rf * 1e3 <= 100)))
+    rows.append(
+        (
+            "top_k_contexts, window 5/5 (general path)",
+            ms(w["top_k_contexts_window_5_5_median"]["median_s"]),
+            "",
+            "",
+        )
+    )
+    gv, gp = w["groupby_view"]["median_s"], w["groupby_plain"]["median_s"]
+    rows.append(
+        (
+            "GROUP BY feature: view / plain scan",
+            f"{gv:,.2f} s / {gp:,.2f} s = {gv / gp:.2f}x",
+            "<= 2x",
+            verdict(gv / gp <= t["groupby_vs_plain"]),
+        )
+    )
+    c = res["cli"]
+    rows.append(
+        ("saewh --help", ms(c["help"]["median_s"]), "<= 300 ms", verdict(c["help"]["median_s"] <= 0.3))
+    )
+    rows.append(
+        (
+            "saewh report top-k (end to end)",
+            ms(c["report_top_k"]["median_s"]),
+            "<= 1 s",
+            verdict(c["report_top_k"]["median_s"] <= 1.0),
+        )
+    )
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str, str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = []
+    for r in rows:
+        lines.append("  ".join(x.ljust(widths[i]) for i, x in enumerate(r)).rstrip())
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--tokens", help="approximate input size in tokens, e.g. 5M (~110 tokens a review)")
+    size.add_argument("--reviews", type=int, help=f"input size in reviews (full size: {FULL_REVIEWS:,})")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=15, help="warm repeats per warehouse query")
+    ap.add_argument("--scan-repeats", type=int, default=3, help="repeats of the numpy H5 scan per feature")
+    ap.add_argument("--groupby-repeats", type=int, default=3)
+    ap.add_argument("--reference-tokens", type=int, default=100_000, help="H5 slice for the reference loop")
+    ap.add_argument("--warehouse", type=Path, help="where to build (default .bench/wh-<reviews>)")
+    ap.add_argument("--skip-build", action="store_true", help="reuse an existing warehouse")
+    ap.add_argument("--out", type=Path, help="JSON results file")
+    a = ap.parse_args(argv)
+
+    n_reviews = a.reviews or (-(-parse_count(a.tokens) // TOKENS_PER_REVIEW) if a.tokens else 45_500)
+    sys.path.insert(0, str(ROOT))
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    res: dict = {
+        "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": started,
+        "commit": git_commit(),
+        "machine": machine(),
+        "targets": TARGETS,
+    }
+    h5, npz, synth_s = ensure_inputs(n_reviews, a.seed)
+    import h5py
+
+    with h5py.File(h5, "r") as f:
+        n_tokens = int(f["z_idx"].shape[0])
+    res["input"] = {
+        "reviews": n_reviews,
+        "seed": a.seed,
+        "n_tokens": n_tokens,
+        "h5": str(h5),
+        "synth_seconds": synth_s,
+    }
+    wh = a.warehouse or CACHE / f"wh-r{n_reviews}-s{a.seed}"
+    if not a.skip_build:
+        res["build"] = run_build(h5, npz, wh, a.workers)
+    else:
+        res["build"] = json.loads((a.out).read_text())["build"] if a.out and a.out.exists() else {}
+    res["sizes"] = sizes(wh, h5)
+
+    res["warehouse"] = warehouse_queries(wh, a.repeats, a.groupby_repeats)
+    feats = {k: v["feature"] for k, v in res["warehouse"]["features"].items()}
+    log(f"reference loop on {a.reference_tokens:,} tokens")
+    res["reference_loop"] = reference_loop(h5, feats["median"], a.reference_tokens)
+    res["vectorized_scan"] = {}
+    from warehouse.db import connect
+
+    con = connect(wh)
+    for label, f in feats.items():
+        log(f"numpy H5 scan, {label} feature {f}")
+        answer: list = []
+        timing = timed_runs(
+            lambda f=f, out=answer: out.append(vectorized_scan(h5, f)), a.scan_repeats, warmup=0
+        )
+        got = con.execute("SELECT token_pos, value FROM top_k($f, 20)", {"f": f}).fetchall()
+        timing["agrees_with_warehouse"] = [(int(t), float(np.float32(v))) for t, v in got] == [
+            (int(t), float(np.float32(v))) for t, v in answer[-1]
+        ]
+        res["vectorized_scan"][label] = timing
+    con.close()
+    log("CLI timings")
+    res["cli"] = cli_timings(wh, feats["median"], max(3, a.repeats // 3))
+    rows = summarize(res)
+    res["table"] = print_table(rows)
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+        log(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
