@@ -24,21 +24,25 @@ ORDER BY a.token_pos;
 -- (etl.build.TOP_MATERIALIZED) with everything top_k returns and the contexts of the
 -- default window (20 before, 10 after: etl.build.DEFAULT_BEFORE/AFTER), so k <= 100 reads
 -- one row group of one table.  A larger k or another window takes the general path.
--- With the parameters bound, the optimizer folds each branch's constant condition and
--- drops the false branch (EXPLAIN shows an EMPTY_RESULT): only one side runs.
+-- With the parameters bound the branch conditions are constants: the fast branch's
+-- WHERE folds to false, and the general branch sits under `LIMIT <0 unless taken>`,
+-- which removes its whole plan (a false WHERE pushed into it would leave its joins,
+-- and their Parquet scans, in the plan).  tests/test_contract_paths.py checks both.
 CREATE OR REPLACE MACRO top_k(feat, k) AS TABLE
 SELECT rank, token_pos, review_id, position, value, stars, review_idx FROM (
     SELECT rank::BIGINT AS rank, token_pos, review_id, position, value, stars, review_idx
     FROM top_examples_native
     WHERE feature = feat AND rank <= k AND k <= 100
     UNION ALL
-    SELECT h.rank, h.token_pos, r.review_id, t.position, h.value, r.stars, h.review_idx
-    FROM (SELECT row_number() OVER (ORDER BY value DESC, token_pos) AS rank, token_pos, review_idx, value
-          FROM (SELECT token_pos, review_idx, value FROM activations
-                WHERE bucket = feat // 64 AND feature = feat AND k > 100
-                ORDER BY value DESC, token_pos LIMIT greatest(k, 0))) h
-    JOIN reviews_native r ON r.review_idx = h.review_idx
-    JOIN tokens t ON t.token_pos = h.token_pos
+    (SELECT * FROM (
+        SELECT h.rank, h.token_pos, r.review_id, t.position, h.value, r.stars, h.review_idx
+        FROM (SELECT row_number() OVER (ORDER BY value DESC, token_pos) AS rank, token_pos, review_idx, value
+              FROM (SELECT token_pos, review_idx, value FROM activations
+                    WHERE bucket = feat // 64 AND feature = feat
+                    ORDER BY value DESC, token_pos LIMIT greatest(k, 0))) h
+        JOIN reviews_native r ON r.review_idx = h.review_idx
+        JOIN tokens t ON t.token_pos = h.token_pos
+    ) LIMIT CASE WHEN k > 100 THEN greatest(k, 0) ELSE 0 END)
 )
 ORDER BY rank;
 
@@ -49,10 +53,8 @@ SELECT * FROM (
     FROM top_examples_native
     WHERE feature = feat AND rank <= k AND k <= 100 AND before = 20 AND after = 10
     UNION ALL
-    (WITH top AS (
-        SELECT * FROM top_k(feat, k)
-        WHERE NOT coalesce(k <= 100 AND before = 20 AND after = 10, false)
-    ),
+    (SELECT * FROM (
+    WITH top AS (SELECT * FROM top_k(feat, k)),
     win AS (
         SELECT top.rank, min(t.char_start) AS lo, max(t.char_end) AS hi
         FROM top JOIN tokens t
@@ -67,7 +69,8 @@ SELECT * FROM (
     FROM top
     JOIN reviews r ON r.review_idx = top.review_idx
     JOIN tokens tt ON tt.token_pos = top.token_pos
-    LEFT JOIN win ON win.rank = top.rank)
+    LEFT JOIN win ON win.rank = top.rank
+    ) LIMIT CASE WHEN coalesce(k <= 100 AND before = 20 AND after = 10, false) THEN 0 ELSE greatest(k, 0) END)
 )
 ORDER BY rank;
 
@@ -107,13 +110,14 @@ SELECT feature, max_value, n_tokens_active FROM (
     JOIN (SELECT review_idx FROM reviews_native WHERE review_id = rid) r ON r.review_idx = t.review_idx
     WHERE t.rank <= k AND k <= 100
     UNION ALL
-    (SELECT a.feature, max(a.value) AS max_value, count(*) AS n_tokens_active
-    FROM activations a
-    JOIN reviews_native r ON r.review_idx = a.review_idx
-    WHERE r.review_id = rid AND k > 100
-      AND a.token_pos BETWEEN r.first_token_pos AND r.last_token_pos
-    GROUP BY a.feature
-    ORDER BY max_value DESC, a.feature
-    LIMIT greatest(k, 0))
+    (SELECT * FROM (
+        SELECT a.feature, max(a.value) AS max_value, count(*) AS n_tokens_active
+        FROM activations a
+        JOIN reviews_native r ON r.review_idx = a.review_idx
+        WHERE r.review_id = rid
+          AND a.token_pos BETWEEN r.first_token_pos AND r.last_token_pos
+        GROUP BY a.feature
+        ORDER BY max_value DESC, a.feature
+    ) LIMIT CASE WHEN k > 100 THEN greatest(k, 0) ELSE 0 END)
 )
 ORDER BY max_value DESC, feature;

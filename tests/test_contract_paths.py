@@ -1,0 +1,163 @@
+"""Both paths of every macro with a fast path, against the brute-force oracle.
+
+top_k, top_k_contexts and review_features answer small k (and the default window) from
+build-time materializations (top_examples with contexts, review_top_features, native
+copies in warehouse.duckdb) and everything else by scanning.  test_contract.py checks
+the macros' answers; this file makes sure each path is taken on purpose, at its edges
+(k = 100 / 101, the default window given explicitly), that the two agree where they
+overlap, that the general path's branch really folds away on the fast path, and that
+the helpers behind the materializations agree with their slow equivalents.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from bruteforce import BruteForce
+from inputs import RARE_TWICE, SALSA, TIE_A, write_inputs
+from test_contract import N_LATENTS, assert_rows, pick_features
+
+# Small chunks: most reviews straddle a chunk, so their per-review ranking goes through
+# the cross-chunk merge (etl.build._write_review_top_partials); one worker, big chunks:
+# every review is ranked inside its chunk.
+# "subblocks": chunks of 97 tokens sorted in blocks of ~16 (etl.build._SORT_BLOCK_TOKENS).
+BUILDS = {
+    "awkward-split": ("awkward", {"workers": 2, "chunk_tokens": 13}, None),
+    "awkward-subblocks": ("awkward", {"workers": 2, "chunk_tokens": 97}, 16),
+    "plain-whole": ("plain", {"workers": 1}, None),
+}
+
+
+@pytest.fixture(scope="module", params=list(BUILDS))
+def wh(request, tmp_path_factory):
+    import etl.build
+    from etl.build import build_warehouse
+    from warehouse.db import connect
+
+    variant, options, sort_block = BUILDS[request.param]
+    root = tmp_path_factory.mktemp(f"paths-{request.param}")
+    # k = 24 slots a token: reviews reach more than 100 distinct features.
+    h5, npz = write_inputs(root / "inputs", variant=variant, n_latents=N_LATENTS, k=24, seed=23)
+    bf = BruteForce(h5, npz)
+    saved = etl.build._SORT_BLOCK_TOKENS
+    etl.build._SORT_BLOCK_TOKENS = sort_block or saved
+    try:
+        build_warehouse(h5, npz, root / "wh", tokenizer="gpt2", n_latents=N_LATENTS, **options)
+    finally:
+        etl.build._SORT_BLOCK_TOKENS = saved
+    con = connect(root / "wh")
+    yield bf, con
+    con.close()
+
+
+def q(con, sql, params):
+    return con.execute(sql, params).fetchall()
+
+
+def test_top_k_fast_and_general_paths(wh):
+    bf, con = wh
+    for f in pick_features(bf, N_LATENTS):
+        n = len(bf.active_positions(f))
+        fast = q(con, "SELECT * FROM top_k($f, 100)", {"f": f})
+        general = q(con, "SELECT * FROM top_k($f, 101)", {"f": f})
+        assert_rows("top_k", fast, bf.top_k(f, 100), what=f"({f}, 100)")
+        assert_rows("top_k", general, bf.top_k(f, 101), what=f"({f}, 101)")
+        assert general[: min(n, 100)] == fast
+
+
+def test_top_k_contexts_fast_and_general_paths(wh):
+    bf, con = wh
+    for f in [*pick_features(bf, N_LATENTS), SALSA, RARE_TWICE, TIE_A]:
+        for k in (1, 20, 100):
+            fast = q(con, "SELECT * FROM top_k_contexts($f, $k)", {"f": f, "k": k})
+            explicit = q(con, "SELECT * FROM top_k_contexts($f, $k, before := 20, after := 10)",
+                         {"f": f, "k": k})
+            assert fast == explicit
+            assert_rows("top_k_contexts", fast, bf.top_k_contexts(f, k), what=f"({f}, {k})")
+        # k = 101 takes the general path with the default window: same first 100 rows.
+        general = q(con, "SELECT * FROM top_k_contexts($f, 101)", {"f": f})
+        assert_rows("top_k_contexts", general, bf.top_k_contexts(f, 101), what=f"({f}, 101)")
+        assert general[:100] == q(con, "SELECT * FROM top_k_contexts($f, 100)", {"f": f})
+        # Another window with a small k: the general path too.
+        other = q(con, "SELECT * FROM top_k_contexts($f, 20, before := 19, after := 10)", {"f": f})
+        assert_rows("top_k_contexts", other, bf.top_k_contexts(f, 20, before=19, after=10),
+                    what=f"({f}, 20, 19/10)")
+
+
+def test_review_features_fast_and_general_paths(wh):
+    bf, con = wh
+    wide = 0
+    for r in bf.reviews:
+        exp_all = bf.review_features(r.review_id, 10_000)
+        wide += len(exp_all) > 100
+        for k in (1, 20, 99, 100):
+            got = q(con, "SELECT * FROM review_features($r, $k)", {"r": r.review_id, "k": k})
+            assert_rows("review_features", got, exp_all[:k], what=f"({r.review_id!r}, {k})")
+        general = q(con, "SELECT * FROM review_features($r, 101)", {"r": r.review_id})
+        assert_rows("review_features", general, exp_all[:101], what=f"({r.review_id!r}, 101)")
+    assert wide, "some review has more than 100 features, so the materialization truncates"
+
+
+def test_review_top_features_table(wh):
+    """The materialization itself: per review, the 100 strongest features, ranked."""
+    bf, con = wh
+    got = q(con, "SELECT review_idx, rank, feature, max_value, n_tokens_active FROM review_top_features "
+                 "ORDER BY review_idx, rank", {})
+    exp = []
+    for r in bf.reviews:
+        for rank, (f, v, n) in enumerate(bf.review_features(r.review_id, 100), start=1):
+            exp.append((r.review_idx, rank, f, v, n))
+    assert [(g[0], g[1], g[2], g[4]) for g in got] == [(e[0], e[1], e[2], e[4]) for e in exp]
+    assert all(np.float32(g[3]) == np.float32(e[3]) for g, e in zip(got, exp, strict=True))
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM top_k($f, 20)",
+    "SELECT * FROM top_k_contexts($f, 20)",
+])
+def test_fast_path_plans_skip_the_scans(wh, sql):
+    """The general branch is planned away: no activations/tokens Parquet in the plan."""
+    _, con = wh
+    plan = "\n".join(row[1] for row in con.execute("EXPLAIN " + sql, {"f": SALSA}).fetchall())
+    assert "top_examples_native" in plan
+    assert "READ_PARQUET" not in plan, plan
+
+
+def test_review_features_fast_plan_skips_activations(wh):
+    _, con = wh
+    plan = "\n".join(row[1] for row in con.execute(
+        "EXPLAIN SELECT * FROM review_features('x', 20)").fetchall())
+    assert "activations" not in plan and "bucket=" not in plan, plan
+
+
+# ---- helpers --------------------------------------------------------------------------
+
+
+def _reference_top(g, f, v, c, k):
+    rows = sorted(zip(g.tolist(), f.tolist(), v.tolist(), c.tolist()), key=lambda r: (r[0], -r[2], r[1]))
+    out, seen = [], {}
+    for gg, ff, vv, cc in rows:
+        seen[gg] = seen.get(gg, 0) + 1
+        if seen[gg] <= k:
+            out.append((gg, seen[gg], ff, vv, cc))
+    return out
+
+
+@pytest.mark.parametrize("prefilter", [True, False])
+@pytest.mark.parametrize("packed", [True, False])
+def test_top_per_group_matches_sorting(prefilter, packed):
+    from etl.build import _top_per_group
+
+    rng = np.random.default_rng(3)
+    for n_groups, n, k in ((1, 5, 3), (7, 2000, 10), (300, 60_000, 100), (50, 3_000, 100)):
+        g = rng.integers(0, n_groups, n)
+        # Distinct (group, feature) pairs, as the build produces them.
+        f = rng.permutation(n * 4)[:n] % 5000
+        key = np.unique(g * 10_000 + f, return_index=True)[1]
+        g, f = g[key], f[key]
+        # Few distinct values: ties inside groups, at the rank-k boundary too.
+        v = (rng.integers(1, 40, len(g)) / 8).astype(np.float32)
+        c = rng.integers(1, 9, len(g))
+        got = _top_per_group(g, f, v, c, n_groups, k, prefilter=prefilter, packed=packed)
+        got = list(zip(*(x.tolist() for x in got)))
+        assert got == _reference_top(g, f, v, c, k)
