@@ -6,7 +6,7 @@ SOURCES := pyproject.toml $(wildcard etl/*.py warehouse/*.py sql/*.sql sql/*/*.s
 DEMO ?= .demo
 DEMO_REVIEWS ?= 2000
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean bench bench-full
 
 $(BIN)/saewh: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# Benchmarks (README "Performance"): inputs are synthesized once into .bench/ and reused.
+# bench: ~5M tokens (~45K reviews, a 1.3 GB H5), a few minutes.  bench-full: the real
+# dataset's size (432,248 reviews, ~47M tokens, a 13 GB H5; needs ~45 GB free disk).
+bench: install
+	$(BIN)/python -m bench.run --tokens 5M --out bench/results/bench-5M.json
+
+bench-full: install
+	$(BIN)/python -m bench.run --reviews 432248 --scan-repeats 2 --groupby-repeats 2 \
+		--out bench/results/bench-full.json
 
 lint: install
 	$(BIN)/ruff check .
