@@ -40,6 +40,7 @@ from etl.staging import (
     fingerprint,
     open_memmap_reserved,
     release_lock,
+    signals_for_forked_workers,
     staging_dir_for,
     swap_into_place,
     worker_init,
@@ -653,15 +654,22 @@ def _contexts(st: dict, review_idx: np.ndarray, pos: np.ndarray, before: int, af
 
 
 def _merge_state(st: dict) -> dict:
-    """Per-process read-only views the merge needs (opened once per worker)."""
-    if "offsets" not in st:
-        work = st["work"]
-        st["offsets"] = np.load(work / "token_offsets.npy", mmap_mode="r")
-        st["review_of"] = np.load(work / "token_review.npy", mmap_mode="r")
-        st["position"] = np.load(work / "token_position.npy", mmap_mode="r")
+    """The merge's inputs, with the token-sized arrays mapped afresh for each bucket.
+
+    The pages a mapping has touched count in the worker's RSS until it is dropped, and
+    over all buckets every page gets touched: kept open for the whole merge they put
+    the workers near 2 GB at 47M tokens (`review_of` alone is 190 MB).
+    """
+    if "review_base" not in st:
         st["review_base"] = _review_base(st["n_tokens_of"])
-        st["runs"] = [np.load(work / f"runs-{w}.npy", mmap_mode="r") for w in range(st["workers"])]
-    return st
+    work = st["work"]
+    return dict(
+        st,
+        offsets=np.load(work / "token_offsets.npy", mmap_mode="r"),
+        review_of=np.load(work / "token_review.npy", mmap_mode="r"),
+        position=np.load(work / "token_position.npy", mmap_mode="r"),
+        runs=[np.load(work / f"runs-{w}.npy", mmap_mode="r") for w in range(st["workers"])],
+    )
 
 
 def _merge_bucket(bucket: int) -> dict:
@@ -686,7 +694,9 @@ def _merge_bucket(bucket: int) -> dict:
         n_run = counts.sum(axis=1)
         tp_start = (2 * _excl_cumsum(n_run))[:, None] + _excl_cumsum(counts, axis=1)
         src = len(maps)
-        maps.append(np.memmap(path, dtype=np.uint32, mode="r"))
+        # Read whole (sequentially): gathering segments through a mapping reads the file
+        # in feature order, run by run, which is random I/O once it left the page cache.
+        maps.append(np.fromfile(path, dtype=np.uint32))
         fi, ri = np.nonzero(counts.T)
         seg_parts.append(
             (fi, np.full(len(fi), src), ri, tp_start[ri, fi], n_run[ri], counts[ri, fi])
@@ -808,9 +818,10 @@ def _merge_bucket(bucket: int) -> dict:
 
 
 def _review_id_array(st: dict) -> pa.Array:
-    if "review_id_array" not in st:
-        st["review_id_array"] = pa.array(st["review_ids"].tolist(), pa.string())
-    return st["review_id_array"]
+    """All review ids as one Arrow array, built once per worker (kept in _STATE)."""
+    if "review_id_array" not in _STATE:
+        _STATE["review_id_array"] = pa.array(st["review_ids"].tolist(), pa.string())
+    return _STATE["review_id_array"]
 
 
 def _write_top_part(st: dict, bucket: int, tf, trank, ttp, trv, tv) -> None:
@@ -930,7 +941,9 @@ def _run_parallel(fn, args: list[tuple], workers: int, bar: Progress, counter) -
             bar.update(counter.value)
         return out
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers, initializer=worker_init, initargs=(os.getpid(),)) as pool:
+    with signals_for_forked_workers():
+        pool = ctx.Pool(workers, initializer=worker_init, initargs=(os.getpid(),))
+    with pool:
         pending = pool.starmap_async(fn, args, chunksize=1)
         while not pending.ready():
             pending.wait(0.25)
