@@ -337,6 +337,27 @@ def interrupts_as_exceptions():
             signal.signal(s, handler)
 
 
+@contextmanager
+def signals_for_forked_workers():
+    """Around forking pool workers: children start with SIGTERM fatal and SIGINT ignored.
+
+    `worker_init` sets the same, but only once the child runs Python; a child stuck
+    before that (a lock inherited across fork) would otherwise keep the parent's
+    SIGTERM handler, survive `Pool.terminate()` and hang the parent joining it.
+    """
+    try:
+        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+                    signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 _PR_SET_PDEATHSIG = 1
 
 

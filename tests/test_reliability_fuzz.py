@@ -210,7 +210,9 @@ def test_random_inputs_build_correctly_or_fail_cleanly(defect):
 
 
 def _run_case(case):
-    faulthandler.dump_traceback_later(180, exit=True)  # a hang fails the run instead
+    # A hang fails the run instead (pytest captures stderr, hence the file).
+    hang_log = open(Path(tempfile.gettempdir()) / "saewh-fuzz-hang.txt", "w")
+    faulthandler.dump_traceback_later(180, exit=True, file=hang_log)
     try:
         with tempfile.TemporaryDirectory(prefix="saewh-fuzz-") as tmp:
             d = Path(tmp)
@@ -232,3 +234,4 @@ def _run_case(case):
         assert not os.path.exists("/tmp/saewh-fuzz-pwned")
     finally:
         faulthandler.cancel_dump_traceback_later()
+        hang_log.close()
