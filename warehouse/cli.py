@@ -204,7 +204,7 @@ def build(
     replace: Annotated[bool, typer.Option("--replace", help="Replace an existing warehouse.")] = False,
     latents: Annotated[
         int | None,
-        typer.Option(min=1, help="SAE width; feature ids must be below it.  [default: 24576]"),
+        typer.Option(min=1, help="SAE width; feature ids must be below it (default 24,576)."),
     ] = None,
     infer_latents: Annotated[
         bool,
