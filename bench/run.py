@@ -99,6 +99,9 @@ def machine() -> dict:
 
 
 def git_commit() -> str | None:
+    """The source's commit (`COMMIT` file when run from an exported tree)."""
+    if (ROOT / "COMMIT").is_file():
+        return (ROOT / "COMMIT").read_text().strip()
     try:
         out = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],

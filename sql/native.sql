@@ -9,13 +9,15 @@
 -- its footer small and a lookup reads one row group.
 -- The Parquet files stay the contract's tables; the copies are never written to after.
 
+-- The Parquet files are written in (feature, rank) and review_idx order and DuckDB keeps
+-- insertion order (preserve_insertion_order): an ORDER BY would re-sort sorted rows.
 CREATE OR REPLACE TABLE top_examples_native AS
-SELECT * FROM top_examples ORDER BY feature, rank;
+SELECT * FROM top_examples;
 
 -- Without the text (the bulk of the table): only the general top_k_contexts path needs
 -- it, and reads it from the Parquet view.
 CREATE OR REPLACE TABLE reviews_native AS
-SELECT * EXCLUDE (text) FROM reviews ORDER BY review_idx;
+SELECT * EXCLUDE (text) FROM reviews;
 
 -- Not UNIQUE: the NPZ is not required to hold distinct ids.
 CREATE INDEX reviews_native_review_id ON reviews_native (review_id);
