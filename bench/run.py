@@ -166,9 +166,9 @@ def ensure_inputs(n_reviews: int, seed: int) -> tuple[Path, Path, float | None]:
 # --------------------------------------------------------------------------- build
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants (from /proc)."""
-    total = 0
+def _tree_rss(pid: int) -> dict[int, int]:
+    """Resident bytes of a process and each of its descendants (from /proc)."""
+    out: dict[int, int] = {}
     todo = [pid]
     seen = set()
     while todo:
@@ -178,12 +178,12 @@ def _tree_rss(pid: int) -> int:
         seen.add(p)
         try:
             with open(f"/proc/{p}/statm") as fh:
-                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                out[p] = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
             with open(f"/proc/{p}/task/{p}/children") as fh:
                 todo.extend(int(c) for c in fh.read().split())
         except (OSError, ValueError):
             continue
-    return total
+    return out
 
 
 def run_build(h5: Path, npz: Path, wh: Path, workers: int) -> dict:
@@ -206,10 +206,15 @@ def run_build(h5: Path, npz: Path, wh: Path, workers: int) -> dict:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     stop = threading.Event()
 
+    peak_parent = peak_worker = 0
+
     def sample() -> None:
-        nonlocal peak_tree
+        nonlocal peak_tree, peak_parent, peak_worker
         while not stop.is_set():
-            peak_tree = max(peak_tree, _tree_rss(proc.pid))
+            rss = _tree_rss(proc.pid)
+            peak_tree = max(peak_tree, sum(rss.values()))
+            peak_parent = max(peak_parent, rss.get(proc.pid, 0))
+            peak_worker = max([peak_worker] + [v for p, v in rss.items() if p != proc.pid])
             stop.wait(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -233,6 +238,8 @@ def run_build(h5: Path, npz: Path, wh: Path, workers: int) -> dict:
         "rows_per_s": summary["n_activations"] / wall,
         "peak_rss_largest_process_bytes": after.ru_maxrss * 1024,
         "peak_rss_process_tree_bytes": peak_tree,
+        "peak_rss_build_process_sampled_bytes": peak_parent,
+        "peak_rss_worker_sampled_bytes": peak_worker,
         "phase_seconds": summary.get("phase_seconds", {}),
         "stdout": out.strip().splitlines()[-1:] if out.strip() else [],
     }
@@ -437,6 +444,15 @@ def summarize(res: dict) -> list[tuple[str, str, str, str]]:
     )
     rows.append(
         ("peak RSS process tree", f"{b['peak_rss_process_tree_bytes'] / 2**30:,.2f} GiB", "(sampled)", "")
+    )
+    rows.append(
+        (
+            "  sampled: build process / a worker",
+            f"{b.get('peak_rss_build_process_sampled_bytes', 0) / 2**30:,.2f} / "
+            f"{b.get('peak_rss_worker_sampled_bytes', 0) / 2**30:,.2f} GiB",
+            "",
+            "",
+        )
     )
     s = res["sizes"]
     rows.append(
