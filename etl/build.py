@@ -1113,6 +1113,9 @@ def build_warehouse(
         summary.warnings = _warnings(summary)
         phases["finish"] = time.perf_counter() - t0
         summary.phase_seconds = {k: round(v, 3) for k, v in phases.items()}
+        # The manifest records the build's time up to here (verify and swap come after).
+        summary.seconds = time.perf_counter() - started
+        summary.rows_per_second = summary.n_activations / max(summary.seconds, 1e-9)
         _write_manifest(staging, summary, h5, npz, tokenizer)
         verify_warehouse(staging)
         swap_into_place(staging, target)
