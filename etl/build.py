@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from etl.inputs import InputError, decode_ids, load_npz, open_h5, scan_h5, validate_chunk
 from etl.progress import Progress
-from etl.review_stats import bucket_review_stats, write_review_stats
+from etl.review_stats import bucket_review_stats, group_codes, pair_stats, write_review_stats
 from etl.staging import (
     LockBusy,
     acquire_build_lock,
@@ -219,9 +219,7 @@ def _screen_chunk(idx: np.ndarray, val: np.ndarray, n_latents: int) -> bool:
     if idx.size == 0:
         return False
     vmin = val.min()
-    return bool(
-        idx.min() < 0 or idx.max() >= n_latents or not vmin > 0 or not np.isfinite(val.max())
-    )
+    return bool(idx.min() < 0 or idx.max() >= n_latents or not vmin > 0 or not np.isfinite(val.max()))
 
 
 def _explode_chunk(idx: np.ndarray, val: np.ndarray, n_latents: int):
@@ -304,8 +302,10 @@ def _top_per_group(g, f, v, c, n_groups: int, k: int, prefilter: bool = True, pa
         # One sort of a packed key: group, then value descending (the bits of a
         # non-negative float32 order like the float), then feature.
         vbits = (~v.view(np.uint32)).astype(np.uint64)
-        key = (g.astype(np.uint64) << np.uint64(32 + f_bits)) | (vbits << np.uint64(f_bits)) | f.astype(
-            np.uint64
+        key = (
+            (g.astype(np.uint64) << np.uint64(32 + f_bits))
+            | (vbits << np.uint64(f_bits))
+            | f.astype(np.uint64)
         )
         order = np.argsort(key)
     else:
@@ -645,8 +645,12 @@ def _contexts(st: dict, review_idx: np.ndarray, pos: np.ndarray, before: int, af
     right: list = [None] * len(pos)
     sel = np.flatnonzero(ok)
     rows = zip(
-        sel.tolist(), texts[review_idx[sel]].tolist(), lo[sel].tolist(), cs[sel].tolist(),
-        ce[sel].tolist(), hi[sel].tolist(),
+        sel.tolist(),
+        texts[review_idx[sel]].tolist(),
+        lo[sel].tolist(),
+        cs[sel].tolist(),
+        ce[sel].tolist(),
+        hi[sel].tolist(),
     )
     for i, t, a, c, d, e in rows:
         left[i], token[i], right[i] = t[a:c], t[c:d], t[d:e]
@@ -698,9 +702,7 @@ def _merge_bucket(bucket: int) -> dict:
         # in feature order, run by run, which is random I/O once it left the page cache.
         maps.append(np.fromfile(path, dtype=np.uint32))
         fi, ri = np.nonzero(counts.T)
-        seg_parts.append(
-            (fi, np.full(len(fi), src), ri, tp_start[ri, fi], n_run[ri], counts[ri, fi])
-        )
+        seg_parts.append((fi, np.full(len(fi), src), ri, tp_start[ri, fi], n_run[ri], counts[ri, fi]))
     n_active = np.zeros(width, np.int64)
     sums = np.zeros(width, np.float64)
     maxes = np.zeros(width, np.float32)
@@ -713,7 +715,11 @@ def _merge_bucket(bucket: int) -> dict:
     seg_f, seg_src, seg_run, seg_tp, seg_nrun, seg_len = (np.concatenate(c) for c in zip(*seg_parts))
     order = np.lexsort((seg_run, seg_src, seg_f))
     seg_f, seg_src, seg_tp, seg_nrun, seg_len = (
-        seg_f[order], seg_src[order], seg_tp[order], seg_nrun[order], seg_len[order]
+        seg_f[order],
+        seg_src[order],
+        seg_tp[order],
+        seg_nrun[order],
+        seg_len[order],
     )
 
     review_of = st["review_of"]
@@ -722,7 +728,7 @@ def _merge_bucket(bucket: int) -> dict:
     writer = _activation_writer(st["staging"] / "activations" / f"bucket={bucket}" / "part-0.parquet")
     pending: list[pa.Table] = []
     pending_rows = 0
-    run_f, run_r, run_m = [], [], []
+    run_f, run_r, run_m, run_c = [], [], [], []
     top_parts: list[tuple] = []
     for lo, hi in zip(np.append(0, cuts), np.append(cuts, len(seg_len))):
         b_f, b_src, b_len = seg_f[lo:hi], seg_src[lo:hi], seg_len[lo:hi]
@@ -769,6 +775,7 @@ def _merge_bucket(bucket: int) -> dict:
         run_f.append(f_local[rheads])
         run_r.append(rv[rheads])
         run_m.append(np.maximum.reduceat(v, rheads))
+        run_c.append(np.diff(np.append(rheads, total)))
 
         # Candidates for the top examples: per feature, rows at or above its k-th value.
         counts_here = np.diff(np.append(heads, total))
@@ -789,14 +796,18 @@ def _merge_bucket(bucket: int) -> dict:
         (work / f"spill-{w}-{bucket:05d}.bin").unlink(missing_ok=True)
 
     rf, rr, rm = np.concatenate(run_f), np.concatenate(run_r), np.concatenate(run_m)
+    rc = np.concatenate(run_c)
     same_f = rf[1:] == rf[:-1]
     if np.any(same_f & (rr[1:] <= rr[:-1])):
-        # A review's tokens were not contiguous: merge its runs per (feature, review).
+        # A review's tokens were not contiguous (or a run crossed a block boundary):
+        # merge its runs per (feature, review).
         order = np.lexsort((rr, rf))
-        rf, rr, rm = rf[order], rr[order], rm[order]
+        rf, rr, rm, rc = rf[order], rr[order], rm[order], rc[order]
         heads = np.flatnonzero(np.append(True, (rf[1:] != rf[:-1]) | (rr[1:] != rr[:-1])))
-        rf, rr, rm = rf[heads], rr[heads], np.maximum.reduceat(rm, heads)
+        rf, rr = rf[heads], rr[heads]
+        rm, rc = np.maximum.reduceat(rm, heads), np.add.reduceat(rc, heads)
     result.update(bucket_review_stats(rf, rr, rm, f_lo, width, star_code, st["star_values"]))
+    result.update(pair_stats(rf, rr, rc, width, st["groups"]))
     n_reviews = np.bincount(rf, minlength=width)
     code = star_code[rr]
     rated = code >= 0
@@ -1062,6 +1073,10 @@ def build_warehouse(
             n_npz=n_npz,
             star_code=star_code,
             star_values=star_values,
+            groups={
+                "business": group_codes(meta["business_ids"], n_all, n_tok > 0),
+                "user": group_codes(meta["user_ids"], n_all, n_tok > 0),
+            },
             workers=workers,
             counter=counter,
         )

@@ -1,12 +1,13 @@
 """Build-time review-level statistics per feature: the table `feature_review_stats`.
 
-Two passes, both vectorized (no per-review Python loop):
+Everything is computed inside the merge of each bucket (etl/build.py `_merge_bucket`),
+vectorized (no per-review Python loop), on the arrays the merge already holds: one row
+per (feature, review) pair with the review's max activation and its number of active
+tokens; `write_review_stats` only assembles the table at the end of the build.
 
-1. `bucket_review_stats` runs inside the merge of each bucket (etl/build.py
-   `_merge_bucket`), on the arrays the merge already holds: one row per (feature,
-   review) pair with the review's max activation.  It computes, per feature, how the
-   per-review max activation x separates star ratings over the reviews that have tokens
-   and a star rating (x = 0 for a review the feature never fires in):
+1. `bucket_review_stats`: per feature, how the per-review max activation x separates
+   star ratings over the reviews that have tokens and a star rating (x = 0 for a review
+   the feature never fires in):
    - AUROC of x for low (stars <= 2) against high (stars >= 4) reviews: the probability
      that a random low review has a larger x than a random high one, ties counted 1/2
      (all inactive reviews are one tied group at 0); > 0.5 means "fires in low reviews".
@@ -18,10 +19,8 @@ Two passes, both vectorized (no per-review Python loop):
    known in closed form, and there are only a handful of star values, so every sum
    the statistics need is a bincount over the bucket's pairs.
 
-2. `write_review_stats` runs once at the end of the build, next to the other feature
-   tables.  It needs the reviews' business and user ids, which the merge workers do not
-   have, so it re-reads each bucket's (feature, review_idx) columns from the written
-   Parquet (sorted by feature, so one bucket at a time bounds memory) and adds:
+2. `pair_stats`, with business and user codes per review (`group_codes`, computed
+   before the workers fork):
    - the shape of a feature's activity inside reviews (single-token reviews, the most
      active tokens in one review);
    - concentration across businesses and users: the share of the feature's active
@@ -35,8 +34,6 @@ The log-odds ratio and the confidence intervals are computed in SQL from these c
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -241,7 +238,7 @@ def bucket_review_stats(
     }
 
 
-# --------------------------------------------------------------------------- pass 2
+# --------------------------------------------------------------------------- groups
 
 
 def _codes(values: list) -> np.ndarray:
@@ -289,27 +286,6 @@ def group_concentration(
     return n_distinct, share, gini
 
 
-def _bucket_pairs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(feature, review_idx, active tokens) per (feature, review) pair of one bucket file."""
-    import pyarrow.parquet as pq
-
-    t = pq.read_table(path, columns=["feature", "review_idx"])
-    f = t.column("feature").to_numpy()
-    r = t.column("review_idx").to_numpy()
-    # Rows are sorted by (feature, token_pos): a review's tokens are one run unless the
-    # review is split in the file, in which case the runs are merged by a sort.
-    heads = _heads(f, r)
-    cnt = np.diff(np.append(heads, len(f)))
-    pf, pr = f[heads], r[heads]
-    same_f = pf[1:] == pf[:-1]
-    if np.any(same_f & (pr[1:] <= pr[:-1])):
-        order = np.lexsort((pr, pf))
-        pf, pr, cnt = pf[order], pr[order], cnt[order]
-        h = _heads(pf, pr)
-        pf, pr, cnt = pf[h], pr[h], np.add.reduceat(cnt, h)
-    return pf, pr, cnt
-
-
 _PAIR_FIELDS = (
     "n_single_token_reviews",
     "max_tokens_per_review",
@@ -322,27 +298,40 @@ _PAIR_FIELDS = (
 )
 
 
-def _bucket_pair_stats(
-    path: Path, f_lo: int, width: int, biz: np.ndarray, n_biz: int, usr: np.ndarray, n_usr: int
+def group_codes(ids: np.ndarray, n_reviews: int, has_tokens: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per review_idx, a dense code of its business (or user) id among reviews with tokens.
+
+    `ids` covers the NPZ reviews (the first len(ids) review_idx); reviews only the H5
+    names, and reviews without tokens, get -1.  Returns (codes, number of groups).
+    """
+    values = list(ids.tolist()) + [None] * (n_reviews - len(ids))
+    codes = _recode(_codes(values), has_tokens)
+    return codes, int(codes.max()) + 1 if len(codes) else 0
+
+
+def pair_stats(
+    rf: np.ndarray, rr: np.ndarray, rc: np.ndarray, width: int, groups: dict
 ) -> dict[str, np.ndarray]:
-    """The pass-2 columns of one bucket's features (see _PAIR_FIELDS)."""
-    out: dict[str, np.ndarray] = {}
-    if not path.exists():
-        return out
-    pf, pr, cnt = _bucket_pairs(path)
-    local = pf.astype(np.int64) - f_lo
-    out["n_single_token_reviews"] = np.bincount(local, weights=cnt == 1, minlength=width).astype(np.int64)
+    """The per-review columns of one bucket's features (see _PAIR_FIELDS), prefixed `rp_`.
+
+    `rf`, `rr`, `rc`: one entry per (feature offset, review) pair with the number of the
+    review's tokens on which the feature is active; computed by the merge, so no second
+    pass over the written activations is needed.  `groups` holds `business`/`user`
+    codes per review_idx and their counts (`group_codes`).
+    """
+    local = rf.astype(np.int64)
+    out = {"rp_n_single_token_reviews": np.bincount(local, weights=rc == 1, minlength=width).astype(np.int64)}
     most = np.zeros(width, np.int64)
-    np.maximum.at(most, local, cnt)
-    out["max_tokens_per_review"] = most
-    groups = (("business", "businesses", biz, n_biz), ("user", "users", usr, n_usr))
-    for prefix, plural, codes, n_groups in groups:
-        c = codes[pr]
+    np.maximum.at(most, local, rc)
+    out["rp_max_tokens_per_review"] = most
+    for prefix, plural in (("business", "businesses"), ("user", "users")):
+        codes, n_groups = groups[prefix]
+        c = codes[rr]
         ok = c >= 0
         n_distinct, share, gini = group_concentration(local[ok], c[ok], width, n_groups)
-        out[f"n_{plural}"] = n_distinct
-        out[f"top10_{prefix}_share"] = share
-        out[f"{prefix}_gini"] = gini
+        out[f"rp_n_{plural}"] = n_distinct
+        out[f"rp_top10_{prefix}_share"] = share
+        out[f"rp_{prefix}_gini"] = gini
     return out
 
 
@@ -353,18 +342,10 @@ def write_review_stats(staging: Path, merged: list[dict]) -> None:
 
     staging = Path(staging)
     merged = sorted(merged, key=lambda m: m["bucket"])
-    reviews = pq.read_table(
-        staging / "reviews.parquet", columns=["stars", "n_tokens", "business_id", "user_id"]
-    )
+    reviews = pq.read_table(staging / "reviews.parquet", columns=["stars", "n_tokens"])
     stars = reviews.column("stars").to_numpy(zero_copy_only=False)
     n_tokens = reviews.column("n_tokens").to_numpy()
     has_tokens = n_tokens > 0
-    biz = _codes(reviews.column("business_id").to_pylist())
-    usr = _codes(reviews.column("user_id").to_pylist())
-    # Groups that count: those with at least one review with tokens.
-    biz = _recode(biz, has_tokens)
-    usr = _recode(usr, has_tokens)
-    n_biz, n_usr = int(biz.max()) + 1, int(usr.max()) + 1
     rated = has_tokens & ~np.isnan(stars.astype(np.float64))
     star_f = stars.astype(np.float64)
     n_rated = int(rated.sum())
@@ -384,18 +365,11 @@ def write_review_stats(staging: Path, merged: list[dict]) -> None:
         name: (np.zeros(n_features, np.int64) if name.startswith("n_") else np.full(n_features, np.nan))
         for name in _PAIR_FIELDS
     }
-    buckets = staging / "activations"
-    jobs = [
-        (buckets / f"bucket={m['bucket']}" / "part-0.parquet", int(m["feature"][0]), len(m["feature"]))
-        for m in merged
-        if "rs_feature" in m
-    ]
-    # Reading Parquet and numpy's sorts release the GIL: threads overlap the buckets.
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        done = pool.map(lambda job: _bucket_pair_stats(*job, biz, n_biz, usr, n_usr), jobs)
-        for (_, f_lo, width), got in zip(jobs, done):
-            for name, values in got.items():
-                out[name][f_lo : f_lo + width] = values
+    for m in merged:
+        if "rs_feature" in m:  # buckets without any activation have no pairs
+            f_lo = int(m["feature"][0])
+            for name in _PAIR_FIELDS:
+                out[name][f_lo : f_lo + len(m["feature"])] = m["rp_" + name]
     most = np.nan_to_num(out["max_tokens_per_review"], nan=0.0).astype(np.int64)
 
     n_rev = np.concatenate([m["n_reviews"] for m in merged]).astype(np.int64)
