@@ -113,3 +113,19 @@ def test_moved_warehouse_still_answers(tmp_path):
                    f"select token from top_k_contexts({SALSA}, 3)"], tmp_path)
     tokens = [r["token"] for r in json.loads(out)]
     assert tokens and tokens == [e[4] for e in _expected_contexts(bf, 3)]
+
+
+def test_connections_never_draw_duckdb_progress_bars_on_stdout(tmp_path) -> None:
+    """DuckDB's progress bar goes to stdout, which must carry only data (CSV, JSON...)."""
+    from inputs import write_inputs
+
+    from etl.build import build_warehouse
+    from warehouse.db import connect
+
+    h5, npz = write_inputs(tmp_path, n_reviews=12, n_latents=128, k=8, seed=3)
+    build_warehouse(h5, npz, tmp_path / "wh", n_latents=128)
+    con = connect(tmp_path / "wh")
+    try:
+        assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
+    finally:
+        con.close()

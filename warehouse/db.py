@@ -36,11 +36,18 @@ def _macro_statements() -> list[str]:
     return [stmt for name in names for stmt in split_statements(load_sql(name).sql)]
 
 
+def _duckdb_connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path), read_only=read_only)
+    # DuckDB draws its progress bar on stdout, which carries only data here.
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 def create_database(directory: Path, root: Path) -> None:
     """Write `warehouse.duckdb` with the views (over `root`) and the macros."""
     path = Path(directory) / DB_FILE
     path.unlink(missing_ok=True)
-    con = duckdb.connect(str(path))
+    con = _duckdb_connect(path)
     try:
         for stmt in _render_schema(Path(root)):
             con.execute(stmt)
@@ -61,7 +68,7 @@ def create_database(directory: Path, root: Path) -> None:
 def repoint(directory: Path) -> None:
     """Re-write the views' absolute paths (after the directory moved) and the macros."""
     directory = Path(directory).absolute()
-    con = duckdb.connect(str(directory / DB_FILE))
+    con = _duckdb_connect(directory / DB_FILE)
     try:
         # Macros are re-created too, so a warehouse picks up a newer saewh's macros.
         for stmt in _render_schema(directory) + _macro_statements():
@@ -92,7 +99,7 @@ def _open_db(directory: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + 5.0
     while True:
         try:
-            return duckdb.connect(str(directory / DB_FILE), read_only=read_only)
+            return _duckdb_connect(directory / DB_FILE, read_only=read_only)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise
