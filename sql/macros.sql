@@ -46,6 +46,31 @@ SELECT rank, token_pos, review_id, position, value, stars, review_idx FROM (
 )
 ORDER BY rank;
 
+-- The context window of each token position in `positions` (a LIST of token_pos), by
+-- the rule of top_k_contexts: the review's tokens with position in
+-- [position - before, position + after]; left_context || token || right_context is a
+-- slice of the review's text; NULL contexts where offsets are unknown.
+CREATE OR REPLACE MACRO token_contexts(positions, before := 20, after := 10) AS TABLE
+WITH p AS (
+    SELECT t.token_pos, t.review_idx, t.position, t.char_start, t.char_end
+    FROM tokens t
+    WHERE t.token_pos IN (SELECT unnest(positions))
+),
+win AS (
+    SELECT p.token_pos, min(t.char_start) AS lo, max(t.char_end) AS hi
+    FROM p JOIN tokens t
+      ON t.review_idx = p.review_idx
+     AND t.position BETWEEN p.position - greatest(before, 0) AND p.position + greatest(after, 0)
+    GROUP BY p.token_pos
+)
+SELECT p.token_pos, p.review_idx, r.review_id, p.position, r.stars, r.business_id, r.user_id,
+       substring(r.text, win.lo + 1, p.char_start - win.lo) AS left_context,
+       substring(r.text, p.char_start + 1, p.char_end - p.char_start) AS token,
+       substring(r.text, p.char_end + 1, win.hi - p.char_end) AS right_context
+FROM p
+JOIN reviews r ON r.review_idx = p.review_idx
+LEFT JOIN win ON win.token_pos = p.token_pos;
+
 CREATE OR REPLACE MACRO top_k_contexts(feat, k, before := 20, after := 10) AS TABLE
 SELECT * FROM (
     SELECT rank::BIGINT AS rank, token_pos, review_id, position, value, stars, review_idx,
@@ -54,22 +79,12 @@ SELECT * FROM (
     WHERE feature = feat AND rank <= k AND k <= 100 AND before = 20 AND after = 10
     UNION ALL
     (SELECT * FROM (
-    WITH top AS (SELECT * FROM top_k(feat, k)),
-    win AS (
-        SELECT top.rank, min(t.char_start) AS lo, max(t.char_end) AS hi
-        FROM top JOIN tokens t
-          ON t.review_idx = top.review_idx
-         AND t.position BETWEEN top.position - greatest(before, 0) AND top.position + greatest(after, 0)
-        GROUP BY top.rank
-    )
+    WITH top AS (SELECT * FROM top_k(feat, k))
     SELECT top.rank, top.token_pos, top.review_id, top.position, top.value, top.stars, top.review_idx,
-           substring(r.text, win.lo + 1, tt.char_start - win.lo) AS left_context,
-           substring(r.text, tt.char_start + 1, tt.char_end - tt.char_start) AS token,
-           substring(r.text, tt.char_end + 1, win.hi - tt.char_end) AS right_context
+           c.left_context, c.token, c.right_context
     FROM top
-    JOIN reviews r ON r.review_idx = top.review_idx
-    JOIN tokens tt ON tt.token_pos = top.token_pos
-    LEFT JOIN win ON win.rank = top.rank
+    JOIN token_contexts((SELECT list(token_pos) FROM top), before := before, after := after) c
+      ON c.token_pos = top.token_pos
     ) LIMIT CASE WHEN coalesce(k <= 100 AND before = 20 AND after = 10, false) THEN 0 ELSE greatest(k, 0) END)
 )
 ORDER BY rank;
