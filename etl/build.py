@@ -17,7 +17,6 @@ Phases (memory is bounded by the chunk size, never by the input size):
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import multiprocessing
 import os
@@ -1328,13 +1327,11 @@ def _own_version() -> str:
 
 
 def _file_entry(root: Path, path: Path) -> dict:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
+    from warehouse.db import file_sha256
+
     return {
         "path": str(path.relative_to(root)),
         "bytes": path.stat().st_size,
         "rows": pq.ParquetFile(path).metadata.num_rows,
-        "sha256": h.hexdigest(),
+        "sha256": file_sha256(path),
     }

@@ -24,9 +24,6 @@ class Progress:
             self._last_draw = now
             self._draw(now)
 
-    def advance(self, amount: int) -> None:
-        self.update(self.done + amount)
-
     def _draw(self, now: float) -> None:
         frac = min(self.done / self.total, 1.0)
         width = 28

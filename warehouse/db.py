@@ -225,7 +225,7 @@ def _verify_files(directory: Path, manifest: dict, checksums: bool) -> dict[str,
             size = path.stat().st_size
             if size != entry["bytes"]:
                 raise WarehouseError(f"{directory}: {rel} has {size} bytes, {MANIFEST} says {entry['bytes']}")
-            if checksums and _sha256(path) != entry["sha256"]:
+            if checksums and file_sha256(path) != entry["sha256"]:
                 raise WarehouseError(f"{directory}: {rel} checksum mismatch (modified or damaged)")
             try:
                 pf = pq.ParquetFile(path)
@@ -316,7 +316,8 @@ def _verify_database(directory: Path, totals: dict[str, int]) -> None:
         con.close()
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 4 MiB blocks (the manifest's checksums)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
