@@ -63,7 +63,9 @@ def float32_text(x: float) -> str:
     for digits in range(1, 10):
         text = f"{x:.{digits}g}"
         if struct.unpack("f", struct.pack("f", float(text)))[0] == target:
-            return text
+            # '%g' turns 110 into '1.1e+02'; Python's repr of the same value may be
+            # shorter and is plainer: take the shorter, preferring no exponent on a tie.
+            return min((text, repr(float(text))), key=lambda t: (len(t), "e" in t))
     return repr(x)
 
 
