@@ -54,6 +54,7 @@ SCHEMA_VERSION = 2  # 2: review_top_features, top_examples contexts, native copi
 REVIEW_TOP = 100  # strongest features materialized per review; sql/macros.sql agrees
 DEFAULT_BEFORE, DEFAULT_AFTER = 20, 10  # top_k_contexts' default window, materialized
 _MERGE_BLOCK_ROWS = 1 << 21
+_MERGE_WINDOW_ROWS = 1 << 23  # spill rows read at once by a merge worker (64 MB)
 _ACTIVATION_ROW_GROUP = 1 << 17
 _REVIEW_TOP_ROW_GROUP = 1 << 17
 _SORT_BLOCK_TOKENS = 1 << 15
@@ -675,6 +676,67 @@ def _merge_state(st: dict) -> dict:
     )
 
 
+def _read_ranges(path: Path, at: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Read the uint32 ranges [at, at + lens) of a spill file into one buffer.
+
+    Returns (buffer, where each range starts in it).  Ranges that touch in the file are
+    read as one, so a window covering a whole bucket is a single sequential read.
+    """
+    order = np.argsort(at, kind="stable")
+    s, e = at[order], at[order] + lens[order]
+    new = np.ones(len(s), bool)
+    new[1:] = s[1:] != e[:-1]
+    group = np.cumsum(new) - 1
+    g_start, g_end = s[new], np.maximum.reduceat(e, np.flatnonzero(new))
+    g_at = _excl_cumsum(g_end - g_start)
+    buf = np.empty(int((g_end - g_start).sum()), np.uint32)
+    with open(path, "rb", buffering=0) as fh:
+        for a, b, dest in zip(g_start.tolist(), g_end.tolist(), g_at.tolist()):
+            view = memoryview(buf[dest : dest + b - a]).cast("B")
+            got = os.preadv(fh.fileno(), [view], a * 4)
+            if got != len(view):
+                raise OSError(errno.EIO, f"{path}: short read ({got} of {len(view)} bytes)")
+    where = np.empty(len(s), np.int64)
+    where[order] = g_at[group] + (s - g_start[group])
+    return buf, where
+
+
+def _spill_blocks(paths, seg_src, seg_tp, seg_v, seg_len):
+    """Blocks of the bucket's segments (at most `_MERGE_BLOCK_ROWS` rows) with their
+    data: yields (lo, hi, buffers per source, tp offsets, value offsets into them).
+
+    The spill is read one window of `_MERGE_WINDOW_ROWS` rows at a time, so a merge
+    worker's memory does not grow with a dense bucket (or with the input).
+    """
+    rows = np.cumsum(seg_len)
+    n = len(seg_len)
+    lo = 0
+    while lo < n:
+        base = rows[lo] - seg_len[lo]
+        hi = max(lo + 1, int(np.searchsorted(rows, base + _MERGE_WINDOW_ROWS, "right")))
+        w_src, w_len = seg_src[lo:hi], seg_len[lo:hi]
+        tp_off = np.empty(hi - lo, np.int64)
+        v_off = np.empty(hi - lo, np.int64)
+        buffers = []
+        for src, path in enumerate(paths):
+            sel = np.flatnonzero(w_src == src)
+            if not len(sel):
+                buffers.append(np.zeros(0, np.uint32))
+                continue
+            buf, where = _read_ranges(
+                path, np.concatenate([seg_tp[lo:hi][sel], seg_v[lo:hi][sel]]), np.tile(w_len[sel], 2)
+            )
+            buffers.append(buf)
+            tp_off[sel], v_off[sel] = where[: len(sel)], where[len(sel) :]
+        w_rows = rows[lo:hi] - base
+        block_of = (w_rows - 1) // _MERGE_BLOCK_ROWS
+        cuts = np.flatnonzero(np.diff(block_of)) + 1
+        for a, b in zip(np.append(0, cuts).tolist(), np.append(cuts, hi - lo).tolist()):
+            yield lo + a, lo + b, buffers, tp_off[a:b], v_off[a:b]
+        del buffers
+        lo = hi
+
+
 def _merge_bucket(bucket: int) -> dict:
     """Write one bucket's rows in (feature, token_pos) order and compute its statistics."""
     st = _merge_state(_STATE)
@@ -688,7 +750,7 @@ def _merge_bucket(bucket: int) -> dict:
     # One segment per (feature, source, run): a run's rows of one feature, already in
     # token order.  Ordered feature-major, then by source and run, they are the
     # bucket's rows in (feature, token_pos) order: no sort is needed.
-    maps, seg_parts = [], []
+    paths, seg_parts = [], []
     for w in range(workers):
         counts = np.asarray(st["runs"][w][:, f_lo:f_hi], dtype=np.int64)
         path = work / f"spill-{w}-{bucket:05d}.bin"
@@ -696,12 +758,11 @@ def _merge_bucket(bucket: int) -> dict:
             continue
         n_run = counts.sum(axis=1)
         tp_start = (2 * _excl_cumsum(n_run))[:, None] + _excl_cumsum(counts, axis=1)
-        src = len(maps)
-        # Read whole (sequentially): gathering segments through a mapping reads the file
-        # in feature order, run by run, which is random I/O once it left the page cache.
-        maps.append(np.fromfile(path, dtype=np.uint32))
+        src = len(paths)
+        paths.append(path)
         fi, ri = np.nonzero(counts.T)
-        seg_parts.append((fi, np.full(len(fi), src), ri, tp_start[ri, fi], n_run[ri], counts[ri, fi]))
+        tp_at = tp_start[ri, fi]
+        seg_parts.append((fi, np.full(len(fi), src), ri, tp_at, tp_at + n_run[ri], counts[ri, fi]))
     n_active = np.zeros(width, np.int64)
     sums = np.zeros(width, np.float64)
     maxes = np.zeros(width, np.float32)
@@ -711,44 +772,35 @@ def _merge_bucket(bucket: int) -> dict:
         result.update(_empty_stars())
         st["counter"].value += 1
         return result
-    seg_f, seg_src, seg_run, seg_tp, seg_nrun, seg_len = (np.concatenate(c) for c in zip(*seg_parts))
+    seg_f, seg_src, seg_run, seg_tp, seg_v, seg_len = (np.concatenate(c) for c in zip(*seg_parts))
     order = np.lexsort((seg_run, seg_src, seg_f))
-    seg_f, seg_src, seg_tp, seg_nrun, seg_len = (
+    seg_f, seg_src, seg_tp, seg_v, seg_len = (
         seg_f[order],
         seg_src[order],
         seg_tp[order],
-        seg_nrun[order],
+        seg_v[order],
         seg_len[order],
     )
 
     review_of = st["review_of"]
-    block_of = (np.cumsum(seg_len) - 1) // _MERGE_BLOCK_ROWS
-    cuts = np.flatnonzero(np.diff(block_of)) + 1
     writer = _activation_writer(st["staging"] / "activations" / f"bucket={bucket}" / "part-0.parquet")
     pending: list[pa.Table] = []
     pending_rows = 0
     run_f, run_r, run_m, run_c = [], [], [], []
     top_parts: list[tuple] = []
-    for lo, hi in zip(np.append(0, cuts), np.append(cuts, len(seg_len))):
+    for lo, hi, buffers, b_tp, b_v in _spill_blocks(paths, seg_src, seg_tp, seg_v, seg_len):
         b_f, b_src, b_len = seg_f[lo:hi], seg_src[lo:hi], seg_len[lo:hi]
-        b_tp, b_nrun = seg_tp[lo:hi], seg_nrun[lo:hi]
         total = int(b_len.sum())
         tp = np.empty(total, np.int64)
         v = np.empty(total, np.float32)
-        if len(maps) == 1:
-            at_all = _gather_index(b_tp, b_len)
-            tp[:] = maps[0][at_all]
-            v[:] = maps[0][at_all + np.repeat(b_nrun, b_len)].view(np.float32)
-        else:
-            dest = _excl_cumsum(b_len)
-            for src, mm in enumerate(maps):
-                sel = b_src == src
-                if not sel.any():
-                    continue
-                got = _gather_index(b_tp[sel], b_len[sel])
-                at = _gather_index(dest[sel], b_len[sel])
-                tp[at] = mm[got]
-                v[at] = mm[got + np.repeat(b_nrun[sel], b_len[sel])].view(np.float32)
+        dest = _excl_cumsum(b_len)
+        for src, buf in enumerate(buffers):
+            sel = b_src == src
+            if not sel.any():
+                continue
+            at = _gather_index(dest[sel], b_len[sel])
+            tp[at] = buf[_gather_index(b_tp[sel], b_len[sel])]
+            v[at] = buf[_gather_index(b_v[sel], b_len[sel])].view(np.float32)
         rv = review_of[tp]
         f_local = np.repeat(b_f, b_len).astype(np.int32)
         pending.append(
@@ -790,7 +842,6 @@ def _merge_bucket(bucket: int) -> dict:
     if pending:
         writer.write_table(pa.concat_tables(pending), row_group_size=_ACTIVATION_ROW_GROUP)
     writer.close()
-    del maps
     for w in range(workers):
         (work / f"spill-{w}-{bucket:05d}.bin").unlink(missing_ok=True)
 

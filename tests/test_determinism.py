@@ -84,3 +84,15 @@ def test_workers_and_chunks_change_nothing_in_the_tables(inputs, tmp_path):
         got = _contents(_build(inputs, target, workers=workers, chunk_tokens=chunk))
         for table in TABLES:
             assert got[table] == ref[table], f"{table} differs with workers={workers}, chunk={chunk}"
+
+
+def test_merge_windows_and_blocks_change_no_byte(inputs, tmp_path, monkeypatch):
+    """The merge reads each bucket's spill in windows and gathers it in blocks: tiny
+    windows (many reads per bucket, features split across windows) give the same files."""
+    import etl.build as build
+
+    ref = _parquet_hashes(_build(inputs, tmp_path / "ref", workers=2, chunk_tokens=50))
+    monkeypatch.setattr(build, "_MERGE_WINDOW_ROWS", 3)
+    monkeypatch.setattr(build, "_MERGE_BLOCK_ROWS", 2)
+    small = _build(inputs, tmp_path / "small", workers=2, chunk_tokens=50)
+    assert _parquet_hashes(small) == ref
