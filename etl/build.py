@@ -50,7 +50,8 @@ BUCKET_WIDTH = 64  # features per partition; the SQL macros use the same constan
 TOP_MATERIALIZED = 100  # top examples precomputed per feature; sql/macros.sql agrees
 DEFAULT_LATENTS = 24_576
 DEFAULT_CHUNK_TOKENS = 131_072
-SCHEMA_VERSION = 2  # 2: review_top_features, top_examples contexts, native copies
+SCHEMA_VERSION = 3  # 2: review_top_features, top_examples contexts, native copies
+# 3: top_examples' contexts only in warehouse.duckdb (the Parquet file holds offsets)
 REVIEW_TOP = 100  # strongest features materialized per review; sql/macros.sql agrees
 DEFAULT_BEFORE, DEFAULT_AFTER = 20, 10  # top_k_contexts' default window, materialized
 _MERGE_BLOCK_ROWS = 1 << 21
@@ -592,11 +593,13 @@ _TOP_SCHEMA = pa.schema(
         ("review_idx", pa.int32()),
         ("value", pa.float32()),
         ("position", pa.int32()),
-        ("review_id", pa.string()),
         ("stars", pa.int32()),
-        ("left_context", pa.string()),
-        ("token", pa.string()),
-        ("right_context", pa.string()),
+        # Character offsets into the review's text of the token and of its default
+        # context window: sql/native.sql cuts left_context, token and right_context.
+        ("char_start", pa.int32()),
+        ("char_end", pa.int32()),
+        ("context_start", pa.int32()),
+        ("context_end", pa.int32()),
     ]
 )
 
@@ -629,32 +632,17 @@ def _top_per_feature(f, tp, rv, v, k: int):
     return f[keep], tp[keep], rv[keep], v[keep], rank[keep]
 
 
-def _contexts(st: dict, review_idx: np.ndarray, pos: np.ndarray, before: int, after: int):
-    """(left_context, token, right_context) lists for tokens given by (review, position):
-    the window clipped to the review's H5 tokens, None where offsets are not trusted."""
-    offsets, base, n_tok, texts = st["offsets"], st["review_base"], st["n_tokens_of"], st["texts"]
+def _context_bounds(st: dict, review_idx: np.ndarray, pos: np.ndarray, before: int, after: int):
+    """Character offsets (window start, token start, token end, window end) of tokens
+    given by (review, position), the window clipped to the review's H5 tokens, and a
+    mask of the tokens whose offsets are not trusted."""
+    offsets, base, n_tok = st["offsets"], st["review_base"], st["n_tokens_of"]
     b = base[review_idx]
     me = b + pos
     first = b + np.maximum(pos - before, 0)
     last = b + np.minimum(pos + after, n_tok[review_idx] - 1)
     cs, ce = offsets[me, 0], offsets[me, 1]
-    lo, hi = offsets[first, 0], offsets[last, 1]
-    ok = cs >= 0
-    left: list = [None] * len(pos)
-    token: list = [None] * len(pos)
-    right: list = [None] * len(pos)
-    sel = np.flatnonzero(ok)
-    rows = zip(
-        sel.tolist(),
-        texts[review_idx[sel]].tolist(),
-        lo[sel].tolist(),
-        cs[sel].tolist(),
-        ce[sel].tolist(),
-        hi[sel].tolist(),
-    )
-    for i, t, a, c, d, e in rows:
-        left[i], token[i], right[i] = t[a:c], t[c:d], t[d:e]
-    return left, token, right
+    return offsets[first, 0], cs, ce, offsets[last, 1], cs < 0
 
 
 def _merge_state(st: dict) -> dict:
@@ -878,21 +866,18 @@ def _merge_bucket(bucket: int) -> dict:
     return result
 
 
-def _review_id_array(st: dict) -> pa.Array:
-    """All review ids as one Arrow array, built once per worker (kept in _STATE)."""
-    if "review_id_array" not in _STATE:
-        _STATE["review_id_array"] = pa.array(st["review_ids"].tolist(), pa.string())
-    return _STATE["review_id_array"]
-
-
 def _write_top_part(st: dict, bucket: int, tf, trank, ttp, trv, tv) -> None:
-    """One bucket's `top_examples` rows, with what top_k and the default-window
-    top_k_contexts return, so those read one table (finished in `_write_top_examples`)."""
+    """One bucket's `top_examples` rows, with the character offsets of the default
+    window, from which sql/native.sql cuts the contexts top_k_contexts returns."""
     pos = np.asarray(st["position"][ttp], np.int64)
     trv = trv.astype(np.int64)
-    left, token, right = _contexts(st, trv, pos, DEFAULT_BEFORE, DEFAULT_AFTER)
+    lo, cs, ce, hi, untrusted = _context_bounds(st, trv, pos, DEFAULT_BEFORE, DEFAULT_AFTER)
     code = st["star_code"][trv]
     stars = np.where(code >= 0, st["star_values"][np.maximum(code, 0)], 0).astype(np.int32)
+
+    def offsets(x: np.ndarray) -> pa.Array:
+        return pa.array(x.astype(np.int32), pa.int32(), mask=untrusted)
+
     table = pa.table(
         {
             "feature": tf.astype(np.int32),
@@ -901,11 +886,11 @@ def _write_top_part(st: dict, bucket: int, tf, trank, ttp, trv, tv) -> None:
             "review_idx": trv.astype(np.int32),
             "value": tv.astype(np.float32),
             "position": pos.astype(np.int32),
-            "review_id": _review_id_array(st).take(pa.array(trv)),
             "stars": pa.array(stars, pa.int32(), mask=code < 0),
-            "left_context": pa.array(left, pa.string()),
-            "token": pa.array(token, pa.string()),
-            "right_context": pa.array(right, pa.string()),
+            "char_start": offsets(cs),
+            "char_end": offsets(ce),
+            "context_start": offsets(lo),
+            "context_end": offsets(hi),
         },
         schema=_TOP_SCHEMA,
     )
@@ -948,6 +933,10 @@ def _write_top_examples(staging: Path, work: Path, n_buckets: int) -> None:
             "review_idx": "DELTA_BINARY_PACKED",
             "value": "BYTE_STREAM_SPLIT",
             "position": "DELTA_BINARY_PACKED",
+            "char_start": "DELTA_BINARY_PACKED",
+            "char_end": "DELTA_BINARY_PACKED",
+            "context_start": "DELTA_BINARY_PACKED",
+            "context_end": "DELTA_BINARY_PACKED",
         },
     )
     try:

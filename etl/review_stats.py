@@ -123,6 +123,28 @@ def _cached_star_groups(star_code: np.ndarray, star_values: np.ndarray) -> dict:
     return got
 
 
+def _sort_by_feature_value(f: np.ndarray, v: np.ndarray, code: np.ndarray, width: int) -> tuple:
+    """(f, v, code) sorted by (feature, value); the order inside ties does not matter.
+
+    Values are positive finite float32 (the build rejects anything else), whose bit
+    patterns order like the numbers.  When feature, value bits and code fit in 64 bits,
+    one `np.sort` of the packed keys (SIMD, ~10x faster than an argsort and three
+    gathers) does it all.
+    """
+    f_bits = max(1, int(width - 1).bit_length())
+    c_bits = max(1, int(code.max()).bit_length()) if len(code) else 1
+    vbits = v.view(np.uint32).astype(np.uint64)
+    if f_bits + 32 + c_bits > 64:
+        order = np.argsort((f.astype(np.uint64) << np.uint64(32)) | vbits)
+        return f[order], v[order], code[order]
+    key = (f.astype(np.uint64) << np.uint64(32 + c_bits)) | (vbits << np.uint64(c_bits))
+    key |= code.astype(np.uint64)
+    key.sort()
+    code = (key & np.uint64((1 << c_bits) - 1)).astype(np.int64)
+    v = (key >> np.uint64(c_bits)).astype(np.uint32).view(np.float32)
+    return (key >> np.uint64(32 + c_bits)).astype(np.int64), v, code
+
+
 # --------------------------------------------------------------------------- pass 1
 
 
@@ -147,12 +169,7 @@ def bucket_review_stats(
     code = star_code[rr]
     keep = code >= 0
     f, v, code = rf[keep].astype(np.int64), rm[keep], code[keep]
-    # Sort by (feature, value) with one argsort of a packed key: values are positive
-    # finite float32 (the build rejects anything else), whose bit patterns order like the
-    # numbers themselves, and the feature offset is below 2**31.
-    key = (f.astype(np.uint64) << np.uint64(32)) | v.astype(np.float32).view(np.uint32).astype(np.uint64)
-    order = np.argsort(key, kind="stable")
-    f, v, code = f[order], v[order], code[order]
+    f, v, code = _sort_by_feature_value(f, v.astype(np.float32), code, width)
     total = len(f)
     is_low = g["low"][code] if total else np.zeros(0, bool)
     is_high = g["high"][code] if total else np.zeros(0, bool)
@@ -267,9 +284,11 @@ def group_concentration(
         return n_distinct, share, gini
     key = feature.astype(np.int64) * n_groups + group
     uniq, cnt = np.unique(key, return_counts=True)
-    uf = uniq // n_groups
-    order = np.lexsort((cnt, uf))  # by feature, count ascending
-    uf, cnt = uf[order], cnt[order].astype(np.float64)
+    # By feature, then count ascending: one sort of packed (feature, count) keys.
+    c_bits = int(cnt.max()).bit_length()
+    packed = ((uniq // n_groups) << c_bits) | cnt
+    packed.sort()
+    uf, cnt = packed >> c_bits, (packed & ((1 << c_bits) - 1)).astype(np.float64)
     heads = _heads(uf)
     lens = np.diff(np.append(heads, len(uf)))
     fid = uf[heads]

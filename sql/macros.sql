@@ -3,9 +3,9 @@
 -- Every macro that reads one feature filters on `bucket = feat // 64` as well as on
 -- `feature = feat`: the first prunes hive partitions (64 = etl.build.BUCKET_WIDTH),
 -- the second row groups inside the bucket's file.
--- `*_native` are DuckDB tables in this file copied from the Parquet tables at build time
+-- `*_native` are DuckDB tables in this file made from the Parquet tables at build time
 -- (sql/native.sql): a lookup in them costs no Parquet footer parse, so the macros read
--- them; the views stay the Parquet tables of the contract.
+-- them; `top_examples` is a view over one of them.
 
 CREATE OR REPLACE MACRO activation(tp, feat) AS coalesce((
     SELECT max(a.value) FROM activations a
@@ -31,7 +31,7 @@ ORDER BY a.token_pos;
 CREATE OR REPLACE MACRO top_k(feat, k) AS TABLE
 SELECT rank, token_pos, review_id, position, value, stars, review_idx FROM (
     SELECT rank::BIGINT AS rank, token_pos, review_id, position, value, stars, review_idx
-    FROM top_examples_native
+    FROM top_examples
     WHERE feature = feat AND rank <= k AND k <= 100
     UNION ALL
     (SELECT * FROM (
@@ -75,7 +75,7 @@ CREATE OR REPLACE MACRO top_k_contexts(feat, k, before := 20, after := 10) AS TA
 SELECT * FROM (
     SELECT rank::BIGINT AS rank, token_pos, review_id, position, value, stars, review_idx,
            left_context, token, right_context
-    FROM top_examples_native
+    FROM top_examples
     WHERE feature = feat AND rank <= k AND k <= 100 AND before = 20 AND after = 10
     UNION ALL
     (SELECT * FROM (

@@ -21,8 +21,8 @@ SELECT * FROM read_parquet({{root}} || '/reviews.parquet');
 CREATE OR REPLACE VIEW features AS
 SELECT * FROM read_parquet({{root}} || '/features.parquet');
 
-CREATE OR REPLACE VIEW top_examples AS
-SELECT * FROM read_parquet({{root}} || '/top_examples.parquet');
+-- top_examples is a table of warehouse.duckdb, with the contexts cut from the texts
+-- (sql/native.sql); top_examples.parquet holds its offsets.
 
 CREATE OR REPLACE VIEW feature_stars AS
 SELECT * FROM read_parquet({{root}} || '/feature_stars.parquet');

@@ -14,7 +14,7 @@ from warehouse.sqlfiles import load_sql, split_statements, sql_dir, sql_string_l
 
 DB_FILE = "warehouse.duckdb"
 MANIFEST = "manifest.json"
-SCHEMA_VERSION = 2  # = etl.build.SCHEMA_VERSION
+SCHEMA_VERSION = 3  # = etl.build.SCHEMA_VERSION
 TABLES = (
     "activations", "tokens", "reviews", "features", "top_examples", "feature_stars",
     "feature_review_stats", "review_top_features",
@@ -25,8 +25,8 @@ class WarehouseError(Exception):
     """The warehouse is missing, moved beyond repair, or inconsistent (one-line message)."""
 
 
-def _render_schema(root: Path) -> list[str]:
-    sql = load_sql("schema.sql").sql.replace("{{root}}", sql_string_literal(str(root)))
+def _render_schema(root: Path, name: str = "schema.sql") -> list[str]:
+    sql = load_sql(name).sql.replace("{{root}}", sql_string_literal(str(root)))
     return split_statements(sql)
 
 
@@ -36,8 +36,10 @@ def _macro_statements() -> list[str]:
     return [stmt for name in names for stmt in split_statements(load_sql(name).sql)]
 
 
-def _duckdb_connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(path), read_only=read_only)
+def _duckdb_connect(
+    path: Path, read_only: bool = False, config: dict | None = None
+) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path), read_only=read_only, config=config or {})
     # DuckDB draws its progress bar on stdout, which carries only data here.
     con.execute("SET enable_progress_bar = false")
     return con
@@ -47,12 +49,14 @@ def create_database(directory: Path, root: Path) -> None:
     """Write `warehouse.duckdb` with the views (over `root`) and the macros."""
     path = Path(directory) / DB_FILE
     path.unlink(missing_ok=True)
-    con = _duckdb_connect(path)
+    # The newest storage format: ZSTD-compressed strings (sql/native.sql).  The file then
+    # needs DuckDB >= 1.2 to open; the project pins its DuckDB and DuckDB CLI.
+    con = _duckdb_connect(path, config={"storage_compatibility_version": "latest"})
     try:
         for stmt in _render_schema(Path(root)):
             con.execute(stmt)
-        # Native copies of the lookup tables the macros read (sql/native.sql).
-        for stmt in split_statements(load_sql("native.sql").sql):
+        # Native tables the macros read (sql/native.sql).
+        for stmt in _render_schema(Path(root), "native.sql"):
             con.execute(stmt)
         for stmt in _macro_statements():
             con.execute(stmt)
