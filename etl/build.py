@@ -1134,6 +1134,22 @@ def build_warehouse(
                 text_lens[u] = n
 
         t0 = time.perf_counter()
+        # Texts of token-less NPZ reviews are tokenized too, so n_text_tokens is complete.
+        missing_len = np.flatnonzero(text_lens[:n_npz] < 0)
+        if len(missing_len):
+            counts = load_tokenizer(tokenizer).count_tokens([meta["texts"][i] for i in missing_len.tolist()])
+            text_lens[missing_len] = counts
+        alignment = _alignment(n_tok, text_lens, n_npz)
+        _write_reviews(staging, meta, review_ids, n_tok, first, last, text_lens, alignment)
+        # The merge needs no text.  Its workers fork from this process, and a forked
+        # child's RSS counts every page of the parent: dropping the NPZ (the texts are its
+        # bulk, ~0.4 GB at full size) before the fork keeps it out of every worker.
+        del meta
+        _STATE.pop("texts")
+        _release_free_memory()
+        phases["reviews"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
         n_buckets = -(-n_latents // BUCKET_WIDTH)
         counter.value = 0
         bar = Progress("merge", n_buckets, progress, unit="buckets")
@@ -1142,13 +1158,6 @@ def build_warehouse(
         phases["merge"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        # Texts of token-less NPZ reviews are tokenized too, so n_text_tokens is complete.
-        missing_len = np.flatnonzero(text_lens[:n_npz] < 0)
-        if len(missing_len):
-            counts = load_tokenizer(tokenizer).count_tokens([meta["texts"][i] for i in missing_len.tolist()])
-            text_lens[missing_len] = counts
-        alignment = _alignment(n_tok, text_lens, n_npz)
-        _write_reviews(staging, meta, review_ids, n_tok, first, last, text_lens, alignment)
         _write_feature_tables(staging, merged, n_tokens, int((n_tok > 0).sum()))
         _write_top_examples(staging, work, n_buckets)
         _write_review_top_partials(staging, work, workers, n_all)
@@ -1188,6 +1197,18 @@ def build_warehouse(
     summary.seconds = time.perf_counter() - started
     summary.rows_per_second = summary.n_activations / max(summary.seconds, 1e-9)
     return summary
+
+
+def _release_free_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the memory is still reusable by this process
 
 
 def _warnings(summary: BuildSummary) -> dict[str, int]:

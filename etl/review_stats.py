@@ -14,7 +14,7 @@ tokens; `write_review_stats` only assembles the table at the end of the build.
      Its standard error is DeLong's (placement values, exact with ties).
    - Spearman's correlation of x with the star rating, average ranks for ties.
    - The support: active reviews among low, high and all rated reviews.
-   Ranks of the active reviews come from one lexsort of the bucket's pairs by
+   Ranks of the active reviews come from one sort of the bucket's pairs by
    (feature, value); the inactive reviews of a feature are one tied group whose rank is
    known in closed form, and there are only a handful of star values, so every sum
    the statistics need is a bincount over the bucket's pairs.
@@ -70,20 +70,6 @@ def _run_bounds(heads: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per element: the start and (exclusive) end of its run."""
     lens = np.diff(np.append(heads, n))
     return np.repeat(heads, lens), np.repeat(heads + lens, lens)
-
-
-def _midrank(member: np.ndarray, f_start: np.ndarray, r_start: np.ndarray, r_end: np.ndarray) -> np.ndarray:
-    """Average rank (1-based) of each element among the `member` elements of its feature.
-
-    Elements are sorted by (feature, value); `r_start`/`r_end` bound the element's run
-    of equal (feature, value) and `f_start` is its feature's first index.  With c the
-    prefix count of members, members before the run are less, members in it are tied.
-    Only meaningful where `member` is true.
-    """
-    c = np.concatenate(([0], np.cumsum(member, dtype=np.int64)))
-    less = c[r_start] - c[f_start]
-    tied = c[r_end] - c[r_start]
-    return less + (tied + 1) / 2.0
 
 
 def _star_groups(star_code: np.ndarray, star_values: np.ndarray) -> dict:
@@ -173,44 +159,61 @@ def bucket_review_stats(
     total = len(f)
     is_low = g["low"][code] if total else np.zeros(0, bool)
     is_high = g["high"][code] if total else np.zeros(0, bool)
-    is_lh = is_low | is_high
 
+    # f is sorted: a feature's pairs are one slice [f_first, f_end).  Per-feature sums
+    # are reduceat over those slices; counts of a kind of review below a position come
+    # from prefix counts (c[i] = members before element i), so no masked copies.
     f_heads = _heads(f)
-    f_start, _ = _run_bounds(f_heads, total)
+    fid = f[f_heads]
+    f_end = np.append(f_heads[1:], total)
     r_start, r_end = _run_bounds(_heads(f, v), total)
 
-    def per_feature(weights: np.ndarray | None = None, mask: np.ndarray | None = None) -> np.ndarray:
-        ff = f if mask is None else f[mask]
-        w = weights if mask is None or weights is None else weights[mask]
-        return np.bincount(ff, weights=w, minlength=width).astype(np.float64)
+    def prefix(member: np.ndarray) -> np.ndarray:
+        return np.concatenate(([0], np.cumsum(member, dtype=np.int64)))
 
-    a_all = per_feature()
-    a_low = per_feature(mask=is_low)
-    a_high = per_feature(mask=is_high)
+    def per_feature(values: np.ndarray) -> np.ndarray:
+        out = np.zeros(width, np.float64)
+        if total:
+            out[fid] = np.add.reduceat(values, f_heads)
+        return out
+
+    def members(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per feature: members; per element: members of its feature before its run
+        plus half of those tied with it (its midrank among members, minus 1/2)."""
+        n_f = np.zeros(width, np.float64)
+        first = np.zeros(width, np.int64)
+        if total:
+            n_f[fid] = c[f_end] - c[f_heads]
+            first[fid] = c[f_heads]
+        return n_f, (c[r_start] - first[f]) + 0.5 * (c[r_end] - c[r_start])
+
+    c_low, c_high = prefix(is_low), prefix(is_high)
+    a_all = np.zeros(width, np.float64)
+    if total:
+        a_all[fid] = f_end - f_heads
+    a_low, low_below = members(c_low)
+    a_high, high_below = members(c_high)
 
     # ---- AUROC (Mann-Whitney U with ties) and DeLong's variance.
     # For an active low review with value x, its placement among high reviews is
     # (#high below x + 1/2 #high tied with x) / n_high, and every inactive high review is
-    # below it.  #high below + 1/2 #high tied = midrank among low+high - midrank among low.
-    rank_lh = _midrank(is_lh, f_start, r_start, r_end)
-    rank_low = _midrank(is_low, f_start, r_start, r_end)
-    rank_high = _midrank(is_high, f_start, r_start, r_end)
+    # below it; symmetrically for an active high review and the low reviews above it.
     inactive_high = n_high - a_high
     inactive_low = m_low - a_low
     with np.errstate(divide="ignore", invalid="ignore"):
         # Per active low review: high reviews it beats (ties 1/2); per active high review:
         # low reviews that beat it (ties 1/2).
-        beats = inactive_high[f] + (rank_lh - rank_low)
-        beaten = a_low[f] - (rank_lh - rank_high)
-        u = per_feature(beats, is_low) + 0.5 * inactive_low * inactive_high
+        beats = inactive_high[f] + high_below
+        beaten = a_low[f] - low_below
+        u = per_feature(np.where(is_low, beats, 0.0)) + 0.5 * inactive_low * inactive_high
         auroc = u / (m_low * n_high)
-        v10_active = beats / n_high
         v10_inactive = 0.5 * inactive_high / n_high
-        v01_active = beaten / m_low
         v01_inactive = (a_low + 0.5 * inactive_low) / m_low
         th = auroc[f]
-        s10 = per_feature((v10_active - th) ** 2, is_low) + inactive_low * (v10_inactive - auroc) ** 2
-        s01 = per_feature((v01_active - th) ** 2, is_high) + inactive_high * (v01_inactive - auroc) ** 2
+        s10 = per_feature(np.where(is_low, (beats / n_high - th) ** 2, 0.0))
+        s10 += inactive_low * (v10_inactive - auroc) ** 2
+        s01 = per_feature(np.where(is_high, (beaten / m_low - th) ** 2, 0.0))
+        s01 += inactive_high * (v01_inactive - auroc) ** 2
         var = s10 / (m_low - 1) / m_low + s01 / (n_high - 1) / n_high
         auroc_se = np.sqrt(var)
     if m_low == 0 or n_high == 0:
@@ -222,7 +225,10 @@ def bucket_review_stats(
     # x ranks: the n - a inactive reviews tie at the bottom, (n - a + 1) / 2; an active
     # review ranks n - a + its midrank among the feature's active rated reviews.
     mid = (n + 1) / 2.0
-    rank_rated = _midrank(np.ones(total, bool), f_start, r_start, r_end)
+    first_all = np.zeros(width, np.int64)
+    if total:
+        first_all[fid] = f_heads
+    rank_rated = (r_start - first_all[f]) + (r_end - r_start + 1) / 2.0
     inactive = n - a_all
     rx_inactive = (inactive + 1) / 2.0 - mid  # centered, per feature
     rx_active = inactive[f] + rank_rated - mid
