@@ -51,7 +51,9 @@ def create_database(directory: Path, root: Path) -> None:
     path.unlink(missing_ok=True)
     # The newest storage format: ZSTD-compressed strings (sql/native.sql).  The file then
     # needs DuckDB >= 1.2 to open; the project pins its DuckDB and DuckDB CLI.
-    con = _duckdb_connect(path, config={"storage_compatibility_version": "latest"})
+    # The memory limit bounds the build's last step, whose join holds every review text
+    # (DuckDB spills past it, to <database>.tmp in the staging directory).
+    con = _duckdb_connect(path, config={"storage_compatibility_version": "latest", "memory_limit": "1GB"})
     try:
         for stmt in _render_schema(Path(root)):
             con.execute(stmt)
