@@ -434,6 +434,16 @@ def summarize(res: dict) -> list[tuple[str, str, str, str]]:
             "-" if full else verdict(b["rows_per_s"] >= t["build_rows_per_s_5M"]),
         )
     )
+    phases = b.get("phase_seconds") or {}
+    if phases:
+        rows.append(
+            (
+                "  phases: " + " / ".join(phases),
+                " / ".join(f"{v:,.0f}" for v in phases.values()) + " s",
+                "",
+                "",
+            )
+        )
     rows.append(
         (
             "peak RSS largest process",
