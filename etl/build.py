@@ -532,7 +532,7 @@ def _write_tokens(
     the merge finds the windows of the top examples' contexts."""
     uniq, inv = np.unique(reviews, return_inverse=True)
     has_text = uniq < n_npz
-    encs = tok.encode_batch([texts[u] for u in uniq[has_text]])
+    encs = tok.encode_batch(texts.take(pa.array(uniq[has_text])).to_pylist())
     lens = np.zeros(len(uniq), np.int64)
     lens[has_text] = [len(e.ids) for e in encs]
     for u, n in zip(uniq[has_text].tolist(), lens[has_text].tolist()):
@@ -1095,6 +1095,11 @@ def build_warehouse(
         star_code[:n_npz] = np.searchsorted(star_values, stars)
         star_code[n_tok == 0] = -1
 
+        # The texts move out of the Python heap into a memory-mapped Arrow file: workers
+        # fork from this process and a forked child's RSS counts every page of its
+        # parent, so 0.4 GB of str objects (full size) would be in every worker.
+        texts = _texts_to_arrow(meta.pop("texts"), work / "texts.arrow")
+        _release_free_memory()
         counter = _Counter(shared=workers > 1)
         _STATE.clear()
         _STATE.update(
@@ -1106,7 +1111,7 @@ def build_warehouse(
             tokenizer=tokenizer,
             review_ids=review_ids,
             n_tokens_of=n_tok,
-            texts=meta["texts"],
+            texts=texts,
             n_npz=n_npz,
             star_code=star_code,
             star_values=star_values,
@@ -1135,14 +1140,12 @@ def build_warehouse(
         # Texts of token-less NPZ reviews are tokenized too, so n_text_tokens is complete.
         missing_len = np.flatnonzero(text_lens[:n_npz] < 0)
         if len(missing_len):
-            counts = load_tokenizer(tokenizer).count_tokens([meta["texts"][i] for i in missing_len.tolist()])
+            counts = load_tokenizer(tokenizer).count_tokens(texts.take(pa.array(missing_len)).to_pylist())
             text_lens[missing_len] = counts
         alignment = _alignment(n_tok, text_lens, n_npz)
-        _write_reviews(staging, meta, review_ids, n_tok, first, last, text_lens, alignment)
-        # The merge needs no text.  Its workers fork from this process, and a forked
-        # child's RSS counts every page of the parent: dropping the NPZ (the texts are its
-        # bulk, ~0.4 GB at full size) before the fork keeps it out of every worker.
-        del meta
+        _write_reviews(staging, meta, texts, review_ids, n_tok, first, last, text_lens, alignment)
+        # The merge needs none of the NPZ; its workers fork from this process.
+        del meta, texts
         _STATE.pop("texts")
         _release_free_memory()
         phases["reviews"] = time.perf_counter() - t0
@@ -1285,7 +1288,19 @@ def _alignment(n_tok: np.ndarray, text_lens: np.ndarray, n_npz: int) -> np.ndarr
     return out
 
 
-def _write_reviews(staging, meta, review_ids, n_tok, first, last, text_lens, alignment):
+def _texts_to_arrow(texts: np.ndarray, path: Path) -> pa.ChunkedArray:
+    """Write the NPZ texts to an Arrow IPC file and return them memory-mapped from it."""
+    import pyarrow.ipc as ipc
+
+    table = pa.table({"text": pa.array(texts.tolist(), pa.large_string())})
+    del texts
+    with ipc.new_file(path, table.schema) as writer:
+        writer.write_table(table, max_chunksize=1 << 16)
+    del table
+    return ipc.open_file(pa.memory_map(str(path))).read_all().column("text")
+
+
+def _write_reviews(staging, meta, texts, review_ids, n_tok, first, last, text_lens, alignment):
     n_npz, n_all = len(meta["review_ids"]), len(review_ids)
     extra = n_all - n_npz
 
@@ -1298,7 +1313,7 @@ def _write_reviews(staging, meta, review_ids, n_tok, first, last, text_lens, ali
         {
             "review_idx": np.arange(n_all, dtype=np.int32),
             "review_id": pa.array(review_ids.tolist(), pa.string()),
-            "text": padded(meta["texts"], pa.string()),
+            "text": pa.chunked_array(texts.cast(pa.string()).chunks + [pa.nulls(extra, pa.string())]),
             "stars": padded(meta["stars"], pa.int32()),
             "useful": padded(meta["useful"], pa.int32()),
             "user_id": padded(meta["user_ids"], pa.string()),

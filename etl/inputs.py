@@ -131,7 +131,10 @@ def _strings(arr: np.ndarray, npz: Path, key: str) -> np.ndarray:
     for pos, x in enumerate(arr.tolist()):
         try:
             out[pos] = _as_str(x)
-        except UnicodeDecodeError:
+            # A str can hold lone surrogates ('U' arrays, pickles), which no UTF-8
+            # table (Parquet, Arrow, DuckDB) can store.
+            out[pos].encode("utf-8")
+        except (UnicodeDecodeError, UnicodeEncodeError):
             raise InputError(f"{npz}: {key}[{pos}] is not valid UTF-8") from None
     return out
 

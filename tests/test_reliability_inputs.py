@@ -388,6 +388,17 @@ def test_npz_strings_that_are_not_strings(base, tmp_path):
     assert_no_partial(target)
 
 
+def test_npz_text_with_a_lone_surrogate(base, tmp_path):
+    """A Python str can hold what UTF-8 cannot: caught while loading, not as an internal
+    error in the middle of the build."""
+    texts = read_npz(base[1])["texts"].copy()
+    texts[3] = "fine until \ud800 here"
+    npz = broken_npz(base, tmp_path, name="surrogate.npz", texts=texts)
+    target = tmp_path / "wh"
+    assert_clean_error(build(base[0], npz, target), BAD_INPUT, "surrogate.npz", "texts[3]", "UTF-8")
+    assert_no_partial(target)
+
+
 # --------------------------------------------------------------------------- tokenizer, target
 
 

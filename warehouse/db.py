@@ -53,7 +53,7 @@ def create_database(directory: Path, root: Path) -> None:
     # needs DuckDB >= 1.2 to open; the project pins its DuckDB and DuckDB CLI.
     # The memory limit bounds the build's last step, whose join holds every review text
     # (DuckDB spills past it, to <database>.tmp in the staging directory).
-    con = _duckdb_connect(path, config={"storage_compatibility_version": "latest", "memory_limit": "1GB"})
+    con = _duckdb_connect(path, config={"storage_compatibility_version": "latest", "memory_limit": "512MB"})
     try:
         for stmt in _render_schema(Path(root)):
             con.execute(stmt)
