@@ -375,9 +375,6 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
     n_latents, chunk, work = st["n_latents"], st["chunk"], st["work"]
     tok = load_tokenizer(st["tokenizer"])
     vocab = pa.array(tok.vocab_strings, pa.string())
-    review_of = np.load(work / "token_review.npy", mmap_mode="r")
-    position = np.load(work / "token_position.npy", mmap_mode="r")
-    offsets = np.load(work / "token_offsets.npy", mmap_mode="r+")
     n_tokens_of, texts, n_npz = st["n_tokens_of"], st["texts"], st["n_npz"]
     review_base = _review_base(n_tokens_of)
     bucket_edges = np.arange(0, n_latents + BUCKET_WIDTH, BUCKET_WIDTH).clip(max=n_latents)
@@ -433,7 +430,9 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                 val = val.astype(np.float32, copy=False)
                 if _screen_chunk(idx, val, n_latents):
                     validate_chunk(h5, s, idx, val, n_latents)
-                reviews = np.asarray(review_of[s:e])
+                # The token arrays are mapped per chunk: pages a mapping has touched
+                # count in the worker's RSS until it is dropped (380 MB at 47M tokens).
+                reviews = np.array(np.load(work / "token_review.npy", mmap_mode="r")[s:e])
                 top_parts = []
                 # Sorting is cache-bound: sub-blocks of ~32K tokens sort ~2x faster per
                 # slot than 128K-token chunks.  Each sub-block is a run of the spill files;
@@ -486,8 +485,8 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                     text_lens,
                     s,
                     reviews,
-                    np.asarray(position[s:e]),
-                    offsets,
+                    np.array(np.load(work / "token_position.npy", mmap_mode="r")[s:e]),
+                    np.load(work / "token_offsets.npy", mmap_mode="r+"),
                     review_base,
                 )
                 st["counter"].value += e - s
@@ -496,7 +495,6 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
         top_writer.close()
         for fh in spills.values():
             fh.close()
-    offsets.flush()
     runs = np.stack(run_counts) if run_counts else np.zeros((0, n_latents), np.int32)
     np.save(work / f"runs-{worker}.npy", runs)
     if partials:

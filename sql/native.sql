@@ -15,6 +15,10 @@ SELECT * EXCLUDE (text) FROM reviews;
 
 CREATE INDEX reviews_native_review_id ON reviews_native (review_id);
 
+-- The top_examples view joins review_id for its ~20 rows through this index: 1 ms, where
+-- a hash join scanned all 432K reviews (3 ms at full size).
+CREATE INDEX reviews_native_review_idx ON reviews_native (review_idx);
+
 -- top_examples: each feature's 100 strongest activations with what top_k and the
 -- default-window top_k_contexts return.  top_examples.parquet holds the numbers and the
 -- character offsets of the token and of its window; the texts are cut here, once.

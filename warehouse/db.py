@@ -42,6 +42,10 @@ def _duckdb_connect(
     con = duckdb.connect(str(path), read_only=read_only, config=config or {})
     # DuckDB draws its progress bar on stdout, which carries only data here.
     con.execute("SET enable_progress_bar = false")
+    # Every macro binds Parquet views (a general path stays in the plan until the
+    # optimizer drops it): cached footers halve top_k_contexts (14.5 -> 7.6 ms at 47M
+    # tokens).  The files of a warehouse never change in place (builds swap directories).
+    con.execute("SET parquet_metadata_cache = true")
     return con
 
 
