@@ -1096,8 +1096,12 @@ def build_warehouse(
         # The texts move out of the Python heap into a memory-mapped Arrow file: workers
         # fork from this process and a forked child's RSS counts every page of its
         # parent, so 0.4 GB of str objects (full size) would be in every worker.
+        groups = {
+            "business": group_codes(meta["business_ids"], n_all, n_tok > 0),
+            "user": group_codes(meta["user_ids"], n_all, n_tok > 0),
+        }
         texts = _texts_to_arrow(meta.pop("texts"), work / "texts.arrow")
-        _release_free_memory()
+        _release_free_memory()  # also the temporaries of group_codes
         counter = _Counter(shared=workers > 1)
         _STATE.clear()
         _STATE.update(
@@ -1113,10 +1117,7 @@ def build_warehouse(
             n_npz=n_npz,
             star_code=star_code,
             star_values=star_values,
-            groups={
-                "business": group_codes(meta["business_ids"], n_all, n_tok > 0),
-                "user": group_codes(meta["user_ids"], n_all, n_tok > 0),
-            },
+            groups=groups,
             workers=workers,
             counter=counter,
         )

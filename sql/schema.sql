@@ -6,9 +6,13 @@
 -- DDL cannot take bound parameters; {{root}} is the only value rendered into SQL,
 -- quoted by warehouse.sqlfiles.sql_string_literal.
 
+-- One file per bucket, always part-0: naming it in the glob lets DuckDB stat each
+-- bucket's file instead of listing each of the 384 directories, which every query that
+-- binds this view paid for (2.8 ms against 4.6 at 47M tokens; `saewh verify` still
+-- rejects any other file under activations/).
 CREATE OR REPLACE VIEW activations AS
 SELECT token_pos, review_idx, feature, value, bucket
-FROM read_parquet({{root}} || '/activations/*/*.parquet',
+FROM read_parquet({{root}} || '/activations/bucket=*/part-0.parquet',
                   hive_partitioning = true, hive_types = {'bucket': INTEGER});
 
 CREATE OR REPLACE VIEW tokens AS
