@@ -56,6 +56,7 @@ REVIEW_TOP = 100  # strongest features materialized per review; sql/macros.sql a
 DEFAULT_BEFORE, DEFAULT_AFTER = 20, 10  # top_k_contexts' default window, materialized
 _MERGE_BLOCK_ROWS = 1 << 21
 _MERGE_WINDOW_ROWS = 1 << 23  # spill rows read at once by a merge worker (64 MB)
+_PAIR_GROUP = 1 << 21  # (feature, review) pairs per batch of the review statistics
 _ACTIVATION_ROW_GROUP = 1 << 17
 _REVIEW_TOP_ROW_GROUP = 1 << 17
 _SORT_BLOCK_TOKENS = 1 << 15
@@ -840,8 +841,7 @@ def _merge_bucket(bucket: int) -> dict:
         heads = np.flatnonzero(np.append(True, (rf[1:] != rf[:-1]) | (rr[1:] != rr[:-1])))
         rf, rr = rf[heads], rr[heads]
         rm, rc = np.maximum.reduceat(rm, heads), np.add.reduceat(rc, heads)
-    result.update(bucket_review_stats(rf, rr, rm, f_lo, width, star_code, st["star_values"]))
-    result.update(pair_stats(rf, rr, rc, width, st["groups"]))
+    result.update(_pair_statistics(rf, rr, rm, rc, f_lo, width, st))
     n_reviews = np.bincount(rf, minlength=width)
     code = star_code[rr]
     rated = code >= 0
@@ -860,6 +860,26 @@ def _merge_bucket(bucket: int) -> dict:
     )
     st["counter"].value += 1
     return result
+
+
+def _pair_statistics(rf, rr, rm, rc, f_lo: int, width: int, st: dict) -> dict:
+    """`bucket_review_stats` and `pair_stats` of a bucket's (feature, review) pairs, in
+    groups of whole features of at most `_PAIR_GROUP` pairs: their temporaries (some
+    twenty arrays per pair) stay bounded however dense the bucket.  `rf` is sorted."""
+    bounds = np.searchsorted(rf, np.arange(width + 1))
+    star_code, star_values = st["star_code"], st["star_values"]
+    parts: list[dict] = []
+    a = 0
+    while a < width:
+        b = int(np.searchsorted(bounds, bounds[a] + _PAIR_GROUP, "right")) - 1
+        b = min(max(b, a + 1), width)
+        lo, hi = bounds[a], bounds[b]
+        f = rf[lo:hi] - a
+        part = bucket_review_stats(f, rr[lo:hi], rm[lo:hi], f_lo + a, b - a, star_code, star_values)
+        part.update(pair_stats(f, rr[lo:hi], rc[lo:hi], b - a, st["groups"]))
+        parts.append(part)
+        a = b
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
 def _write_top_part(st: dict, bucket: int, tf, trank, ttp, trv, tv) -> None:
@@ -1291,11 +1311,13 @@ def _texts_to_arrow(texts: np.ndarray, path: Path) -> pa.ChunkedArray:
     """Write the NPZ texts to an Arrow IPC file and return them memory-mapped from it."""
     import pyarrow.ipc as ipc
 
-    table = pa.table({"text": pa.array(texts.tolist(), pa.large_string())})
+    schema = pa.schema([("text", pa.large_string())])
+    step = 1 << 16  # converted a batch at a time: no second full copy in memory
+    with ipc.new_file(path, schema) as writer:
+        for s in range(0, len(texts), step):
+            batch = pa.array(texts[s : s + step].tolist(), pa.large_string())
+            writer.write_batch(pa.record_batch([batch], schema=schema))
     del texts
-    with ipc.new_file(path, table.schema) as writer:
-        writer.write_table(table, max_chunksize=1 << 16)
-    del table
     return ipc.open_file(pa.memory_map(str(path))).read_all().column("text")
 
 
