@@ -1113,13 +1113,13 @@ def build_warehouse(
         star_code[:n_npz] = np.searchsorted(star_values, stars)
         star_code[n_tok == 0] = -1
 
-        # The texts move out of the Python heap into a memory-mapped Arrow file: workers
-        # fork from this process and a forked child's RSS counts every page of its
-        # parent, so 0.4 GB of str objects (full size) would be in every worker.
         groups = {
             "business": group_codes(meta["business_ids"], n_all, n_tok > 0),
             "user": group_codes(meta["user_ids"], n_all, n_tok > 0),
         }
+        # The texts move out of the Python heap into a memory-mapped Arrow file: workers
+        # fork from this process and a forked child's RSS counts every page of its
+        # parent, so 0.4 GB of str objects (full size) would be in every worker.
         texts = _texts_to_arrow(meta.pop("texts"), work / "texts.arrow")
         _release_free_memory()  # also the temporaries of group_codes
         counter = _Counter(shared=workers > 1)
@@ -1131,7 +1131,6 @@ def build_warehouse(
             n_latents=n_latents,
             chunk=chunk_tokens,
             tokenizer=tokenizer,
-            review_ids=review_ids,
             n_tokens_of=n_tok,
             texts=texts,
             n_npz=n_npz,
