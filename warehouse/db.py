@@ -50,7 +50,7 @@ def _duckdb_connect(
 
 
 def create_database(directory: Path, root: Path) -> None:
-    """Write `warehouse.duckdb` with the views (over `root`) and the macros."""
+    """Write `warehouse.duckdb` with the views (over `root`), the native tables and the macros."""
     path = Path(directory) / DB_FILE
     path.unlink(missing_ok=True)
     # The newest storage format: ZSTD-compressed strings (sql/native.sql).  The file then
