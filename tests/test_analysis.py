@@ -793,26 +793,8 @@ def test_export_neuronpedia(synth, tmp_path):
     o = synth.o
     f = synth.planted["salsa"]
     out = tmp_path / "f.json"
-    _ok(
-        [
-            "export",
-            "feature",
-            "--feature",
-            f,
-            "--k",
-            4,
-            "--intervals",
-            5,
-            "--n",
-            2,
-            "--bins",
-            7,
-            "-o",
-            out,
-            "-w",
-            synth.path,
-        ]
-    )
+    args = ["export", "feature", "--feature", f, "--k", 4, "--intervals", 5, "--n", 2, "--bins", 7]
+    _ok([*args, "-o", out, "-w", synth.path])
     data = json.loads(out.read_text())
     pos, v = _members(o, f)
     assert data["index"] == str(f) and data["maxActApprox"] == f32(v.max())
@@ -834,24 +816,7 @@ def test_export_neuronpedia(synth, tmp_path):
         assert a["values"] == [f32(o.value(p, f)) for p in window]
         if a["binMin"] != -1:
             assert a["binMin"] <= a["values"][q] <= a["binMax"] and 0 < a["binContains"] <= 1
-    again = _ok(
-        [
-            "export",
-            "feature",
-            "--feature",
-            f,
-            "--k",
-            4,
-            "--intervals",
-            5,
-            "--n",
-            2,
-            "--bins",
-            7,
-            "-w",
-            synth.path,
-        ]
-    )
+    again = _ok([*args, "-w", synth.path])
     assert again == out.read_text()
 
 

@@ -490,14 +490,19 @@ def sql(
 
 # ---------------------------------------------------------------- reports
 
-report_app = typer.Typer(
-    name="report",
-    help="Canned reports, one per SQL file in sql/reports/ (see each one's --help).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+def _command_group(name: str, help: str) -> typer.Typer:
+    """A `saewh NAME ...` group with the main app's behaviour (help when bare, no shell
+    completion, no pretty tracebacks)."""
+    group = typer.Typer(
+        name=name, help=help, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+    )
+    app.add_typer(group, name=name)
+    return group
+
+
+report_app = _command_group(
+    "report", "Canned reports, one per SQL file in sql/reports/ (see each one's --help)."
 )
-app.add_typer(report_app, name="report")
 
 _PY_TYPES = {"INTEGER": int, "BIGINT": int, "DOUBLE": float, "VARCHAR": str, "BOOLEAN": bool}
 
@@ -619,14 +624,9 @@ _register_reports()
 
 # ---------------------------------------------------------------- exports
 
-export_app = typer.Typer(
-    name="export",
-    help="Export a feature's dashboard data (Neuronpedia / SAEDashboard JSON) or every feature's stats.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+export_app = _command_group(
+    "export", "Export a feature's dashboard data (Neuronpedia / SAEDashboard JSON) or every feature's stats."
 )
-app.add_typer(export_app, name="export")
 
 ExportFormat = enum.Enum("ExportFormat", {f: f for f in ("neuronpedia", "saedashboard")}, type=str)
 _NEURONPEDIA = ExportFormat("neuronpedia")
