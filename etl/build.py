@@ -52,8 +52,9 @@ BUCKET_WIDTH = 64  # features per partition; the SQL macros use the same constan
 TOP_MATERIALIZED = 100  # top examples precomputed per feature; sql/macros.sql agrees
 DEFAULT_LATENTS = 24_576
 DEFAULT_CHUNK_TOKENS = 131_072
-SCHEMA_VERSION = 3  # 2: review_top_features, top_examples contexts, native copies
+SCHEMA_VERSION = 4  # 2: review_top_features, top_examples contexts, native copies
 # 3: top_examples' contexts only in warehouse.duckdb (the Parquet file holds offsets)
+# 4: contexts cut by the top_examples view; reviews_native holds the texts
 REVIEW_TOP = 100  # strongest features materialized per review; sql/macros.sql agrees
 DEFAULT_BEFORE, DEFAULT_AFTER = 20, 10  # top_k_contexts' default window, materialized
 _MERGE_BLOCK_ROWS = 1 << 21

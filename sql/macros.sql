@@ -68,7 +68,7 @@ SELECT p.token_pos, p.review_idx, r.review_id, p.position, r.stars, r.business_i
        substring(r.text, p.char_start + 1, p.char_end - p.char_start) AS token,
        substring(r.text, p.char_end + 1, win.hi - p.char_end) AS right_context
 FROM p
-JOIN reviews r ON r.review_idx = p.review_idx
+JOIN reviews_native r ON r.review_idx = p.review_idx
 LEFT JOIN win ON win.token_pos = p.token_pos;
 
 CREATE OR REPLACE MACRO top_k_contexts(feat, k, before := 20, after := 10) AS TABLE

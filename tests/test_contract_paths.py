@@ -123,6 +123,16 @@ def test_fast_path_plans_skip_the_scans(wh, sql):
     assert "READ_PARQUET" not in plan, plan
 
 
+def test_top_examples_native_is_stored_in_feature_rank_order(wh):
+    """sql/native.sql loads top_examples_native without ORDER BY, relying on DuckDB's
+    insertion order of one scanned file: its zone maps prune on feature only if the
+    rows sit in (feature, rank) order."""
+    _, con = wh
+    got = con.execute("SELECT feature, rank FROM top_examples_native ORDER BY rowid").fetchall()
+    assert len(got) > 100
+    assert got == sorted(got)
+
+
 def test_review_features_fast_plan_skips_activations(wh):
     _, con = wh
     plan = "\n".join(row[1] for row in con.execute(

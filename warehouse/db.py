@@ -14,7 +14,7 @@ from warehouse.sqlfiles import load_sql, split_statements, sql_dir, sql_string_l
 
 DB_FILE = "warehouse.duckdb"
 MANIFEST = "manifest.json"
-SCHEMA_VERSION = 3  # = etl.build.SCHEMA_VERSION
+SCHEMA_VERSION = 4  # = etl.build.SCHEMA_VERSION
 TABLES = (
     "activations", "tokens", "reviews", "features", "top_examples", "feature_stars",
     "feature_review_stats", "review_top_features",
@@ -53,10 +53,10 @@ def create_database(directory: Path, root: Path) -> None:
     """Write `warehouse.duckdb` with the views (over `root`), the native tables and the macros."""
     path = Path(directory) / DB_FILE
     path.unlink(missing_ok=True)
-    # The newest storage format: ZSTD-compressed strings (sql/native.sql).  The file then
-    # needs DuckDB >= 1.2 to open; the project pins its DuckDB and DuckDB CLI.
-    # The memory limit bounds the build's last step, whose join holds every review text
-    # (DuckDB spills past it, to <database>.tmp in the staging directory).
+    # The newest storage format (the file needs DuckDB >= 1.2 to open; the project pins
+    # its DuckDB and DuckDB CLI).  The memory limit bounds the build's last step, which
+    # copies every review text (DuckDB spills past it, to <database>.tmp in the staging
+    # directory).
     con = _duckdb_connect(path, config={"storage_compatibility_version": "latest", "memory_limit": "512MB"})
     try:
         for stmt in _render_schema(Path(root)):
