@@ -609,15 +609,20 @@ _TOP_SCHEMA = pa.schema(
 
 def _activation_writer(path: Path) -> pq.ParquetWriter:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # zstd only where it pays: delta-packed positions and review indices shrink by 5% and
+    # 20% more under zstd, which costs half of the encoding time; a bucket's `feature`
+    # is a few runs of one value (plain + zstd: as small as a dictionary, no hashing).
+    # One 620K-row bucket: 28.5 against 55.3 ns a row, 5.08 against 4.94 bytes a row.
     return pq.ParquetWriter(
         path,
         _ACT_SCHEMA,
-        compression="zstd",
-        use_dictionary=["feature"],
+        compression={"token_pos": "none", "review_idx": "none", "feature": "zstd", "value": "zstd"},
+        use_dictionary=False,
         write_statistics=["token_pos", "feature"],
         column_encoding={
             "token_pos": "DELTA_BINARY_PACKED",
             "review_idx": "DELTA_BINARY_PACKED",
+            "feature": "PLAIN",
             "value": "BYTE_STREAM_SPLIT",
         },
     )
