@@ -43,6 +43,7 @@ from etl.staging import (
     release_lock,
     signals_for_forked_workers,
     staging_dir_for,
+    start_writeback,
     swap_into_place,
     worker_init,
 )
@@ -500,6 +501,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
         top_writer.close()
         for fh in spills.values():
             fh.close()
+    files = [_finished_file(st["staging"], Path(w.where)) for w in (writer, top_writer)]
     runs = np.stack(run_counts) if run_counts else np.zeros((0, n_latents), np.int32)
     np.save(work / f"runs-{worker}.npy", runs)
     if partials:
@@ -515,6 +517,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
         "rows": rows,
         "buckets": n_buckets,
         "text_lens": text_lens,
+        "files": files,
     }
 
 
@@ -858,6 +861,7 @@ def _merge_bucket(bucket: int) -> dict:
     if pending:
         writer.write_table(pa.concat_tables(pending), row_group_size=_ACTIVATION_ROW_GROUP)
     writer.close()
+    result["files"] = [_finished_file(st["staging"], Path(writer.where))]
     for w in range(workers):
         (work / f"spill-{w}-{bucket:05d}.bin").unlink(missing_ok=True)
 
@@ -1261,7 +1265,8 @@ def build_warehouse(
         # The manifest records the build's time up to here (verify and swap come after).
         summary.seconds = time.perf_counter() - started
         summary.rows_per_second = summary.n_activations / max(summary.seconds, 1e-9)
-        _write_manifest(staging, summary, h5, npz, tokenizer)
+        finished = {e["path"]: e for r in results + merged for e in r.get("files", [])}
+        _write_manifest(staging, summary, h5, npz, tokenizer, finished)
         verify_warehouse(staging)
         swap_into_place(staging, target)
         from warehouse.db import repoint
@@ -1444,14 +1449,17 @@ def _write_feature_tables(staging: Path, merged: list[dict], n_tokens: int, n_re
     pq.write_table(stars, staging / "feature_stars.parquet", compression="zstd")
 
 
-def _write_manifest(staging: Path, summary: BuildSummary, h5: Path, npz: Path, tokenizer: str):
+def _write_manifest(
+    staging: Path, summary: BuildSummary, h5: Path, npz: Path, tokenizer: str, finished: dict[str, dict]
+):
+    """`manifest.json`; `finished` holds the entries the workers made for their files."""
     import duckdb
     import h5py
 
     tables = {}
     for name in ("activations", "tokens", "review_top_features"):
         files = sorted((staging / name).rglob("*.parquet"))
-        tables[name] = [_file_entry(staging, p) for p in files]
+        tables[name] = [finished.get(str(p.relative_to(staging))) or _file_entry(staging, p) for p in files]
     for name in ("reviews", "features", "top_examples", "feature_stars", "feature_review_stats"):
         tables[name] = [_file_entry(staging, staging / f"{name}.parquet")]
     manifest = {
@@ -1481,6 +1489,14 @@ def _own_version() -> str:
         return version("sae-warehouse")
     except PackageNotFoundError:
         return "source"
+
+
+def _finished_file(root: Path, path: Path) -> dict:
+    """A worker's file is done: its manifest entry (the checksum reads it while it is in
+    the page cache, in parallel with the other worker) and the start of its writeback."""
+    entry = _file_entry(root, path)
+    start_writeback(path)
+    return entry
 
 
 def _file_entry(root: Path, path: Path) -> dict:
