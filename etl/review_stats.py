@@ -66,12 +66,6 @@ def _heads(*keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(change)
 
 
-def _run_bounds(heads: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per element: the start and (exclusive) end of its run."""
-    lens = np.diff(np.append(heads, n))
-    return np.repeat(heads, lens), np.repeat(heads + lens, lens)
-
-
 def _star_groups(star_code: np.ndarray, star_values: np.ndarray) -> dict:
     """Review-level constants: which star codes are low/high, counts, average star ranks."""
     rated = star_code >= 0
@@ -83,6 +77,10 @@ def _star_groups(star_code: np.ndarray, star_values: np.ndarray) -> dict:
     values = np.asarray(star_values)
     low = values <= LOW_STARS_MAX
     high = values >= HIGH_STARS_MIN
+    c_bits = max(1, (len(values) - 1).bit_length())
+    # The low bits of a pair's sort key (`_sorted_keys`): the star code, or all ones for a
+    # review without tokens or rating, which sorts such pairs last, to be cut off.
+    code_key = np.where(rated, star_code, -1).astype(np.int64).view(np.uint64)
     return {
         "counts": counts,
         "n": n,
@@ -91,6 +89,8 @@ def _star_groups(star_code: np.ndarray, star_values: np.ndarray) -> dict:
         "low": low,
         "high": high,
         "centered_star_rank": star_rank - (n + 1) / 2.0,
+        "c_bits": c_bits,
+        "code_key": code_key,
     }
 
 
@@ -109,26 +109,45 @@ def _cached_star_groups(star_code: np.ndarray, star_values: np.ndarray) -> dict:
     return got
 
 
-def _sort_by_feature_value(f: np.ndarray, v: np.ndarray, code: np.ndarray, width: int) -> tuple:
-    """(f, v, code) sorted by (feature, value); the order inside ties does not matter.
+def _sorted_keys(f: np.ndarray, v: np.ndarray, code_key: np.ndarray, c_bits: int) -> np.ndarray:
+    """The rated pairs' keys (feature | value bits | star code), sorted.
 
     Values are positive finite float32 (the build rejects anything else), whose bit
-    patterns order like the numbers.  When feature, value bits and code fit in 64 bits,
-    one `np.sort` of the packed keys (SIMD, ~10x faster than an argsort and three
-    gathers) does it all.
+    patterns order like the numbers, so one `np.sort` of the packed keys (SIMD, ~10x
+    faster than an argsort and three gathers) orders the pairs by (feature, value, star
+    code).  `code_key` is all ones for unrated pairs: their keys sort last and are cut.
+    The caller checks that feature, value and code bits fit in 64.
     """
-    f_bits = max(1, int(width - 1).bit_length())
-    c_bits = max(1, int(code.max()).bit_length()) if len(code) else 1
-    vbits = v.view(np.uint32).astype(np.uint64)
-    if f_bits + 32 + c_bits > 64:
-        order = np.argsort((f.astype(np.uint64) << np.uint64(32)) | vbits)
-        return f[order], v[order], code[order]
-    key = (f.astype(np.uint64) << np.uint64(32 + c_bits)) | (vbits << np.uint64(c_bits))
-    key |= code.astype(np.uint64)
+    key = f.astype(np.uint64)
+    key <<= np.uint64(32)
+    key |= v.astype(np.float32, copy=False).view(np.uint32)
+    key <<= np.uint64(c_bits)
+    key |= code_key
     key.sort()
-    code = (key & np.uint64((1 << c_bits) - 1)).astype(np.int64)
-    v = (key >> np.uint64(c_bits)).astype(np.uint32).view(np.float32)
-    return (key >> np.uint64(32 + c_bits)).astype(np.int64), v, code
+    return key[: np.searchsorted(key, np.uint64(np.iinfo(np.uint64).max))]
+
+
+def _tie_runs(key: np.ndarray, c_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The elements in runs of equal (feature, value) of length > 1 (rare: float32
+    values seldom tie), with the start and (exclusive) end of their runs."""
+    tie_next = np.flatnonzero((key[1:] ^ key[:-1]) < np.uint64(1 << c_bits))
+    at = np.union1d(tie_next, tie_next + 1)
+    # Distinct runs never share a (feature, value), so runs of `at` are its equal keys.
+    heads = _heads(key[at] >> np.uint64(c_bits))
+    lens = np.diff(np.append(heads, len(at)))
+    start = np.repeat(at[heads], lens)
+    return at, start, start + np.repeat(lens, lens)
+
+
+def _fix_ties(twice: np.ndarray, at: np.ndarray, other: np.ndarray, ties: tuple) -> None:
+    """`twice[j]` counts the `other` elements before element at[j] twice; for the tied
+    elements make it the count before their run plus the count before its end (twice
+    the midrank count: ties count 1/2)."""
+    tied, start, end = ties
+    if len(tied) and len(at):
+        j = np.minimum(np.searchsorted(at, tied), len(at) - 1)
+        hit = at[j] == tied
+        twice[j[hit]] = np.searchsorted(other, start[hit]) + np.searchsorted(other, end[hit])
 
 
 # --------------------------------------------------------------------------- pass 1
@@ -151,68 +170,87 @@ def bucket_review_stats(
     tokens or rating.  Returns arrays of length `width`, keys prefixed `rs_`.
     """
     g = _cached_star_groups(star_code, star_values)
+    c_bits = g["c_bits"]
+    if max(1, int(width - 1).bit_length()) + 32 + c_bits > 64:
+        # More features than the sort key holds (a build's groups never have): halve,
+        # as a feature's statistics depend on its own pairs only.
+        half, low = width // 2, rf < width // 2
+        parts = [
+            bucket_review_stats(rf[sel] - off, rr[sel], rm[sel], f_lo + off, w, star_code, star_values)
+            for sel, off, w in ((low, 0, half), (~low, half, width - half))
+        ]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     n, m_low, n_high = g["n"], g["n_low"], g["n_high"]
-    code = star_code[rr]
-    keep = code >= 0
-    f, v, code = rf[keep].astype(np.int64), rm[keep], code[keep]
-    f, v, code = _sort_by_feature_value(f, v.astype(np.float32), code, width)
-    total = len(f)
-    is_low = g["low"][code] if total else np.zeros(0, bool)
-    is_high = g["high"][code] if total else np.zeros(0, bool)
+    counts, ry = g["counts"], g["centered_star_rank"]
+    n_star = len(counts)
+    key = _sorted_keys(rf, rm, g["code_key"][rr.astype(np.intp, copy=False)], c_bits)
+    total = len(key)
+    code = (key & np.uint64((1 << c_bits) - 1)).view(np.int64)
+    # Each feature's pairs are one slice of the sorted keys, [first, first + a_all).
+    f_bounds = np.searchsorted(key, np.arange(width + 1, dtype=np.uint64) << np.uint64(32 + c_bits))
+    first, a_all = f_bounds[:-1], np.diff(f_bounds)
+    fid = np.flatnonzero(a_all)
+    feature_star = np.repeat(np.arange(0, width * n_star, n_star), a_all)
+    feature_star += code
+    per_star = np.bincount(feature_star, minlength=width * n_star).reshape(width, n_star)
+    a_low = per_star[:, g["low"]].sum(axis=1)
+    a_high = per_star[:, g["high"]].sum(axis=1)
+    ties = _tie_runs(key, c_bits)
 
-    # f is sorted: a feature's pairs are one slice [f_first, f_end).  Per-feature sums
-    # are reduceat over those slices; counts of a kind of review below a position come
-    # from prefix counts (c[i] = members before element i), so no masked copies.
-    f_heads = _heads(f)
-    fid = f[f_heads]
-    f_end = np.append(f_heads[1:], total)
-    r_start, r_end = _run_bounds(_heads(f, v), total)
-
-    def prefix(member: np.ndarray) -> np.ndarray:
-        return np.concatenate(([0], np.cumsum(member, dtype=np.int64)))
-
-    def per_feature(values: np.ndarray) -> np.ndarray:
+    def per_feature(at: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Per feature: the sum of `values` (of the pairs `at`) with zeros for its other
+        pairs, by reduceat over its whole slice: the summation order the build always
+        had, so the rounded sums stay bit for bit what they were."""
         out = np.zeros(width, np.float64)
         if total:
-            out[fid] = np.add.reduceat(values, f_heads)
+            spread = np.zeros(total, np.float64)
+            spread[at] = values
+            out[fid] = np.add.reduceat(spread, first[fid])
         return out
-
-    def members(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per feature: members; per element: members of its feature before its run
-        plus half of those tied with it (its midrank among members, minus 1/2)."""
-        n_f = np.zeros(width, np.float64)
-        first = np.zeros(width, np.int64)
-        if total:
-            n_f[fid] = c[f_end] - c[f_heads]
-            first[fid] = c[f_heads]
-        return n_f, (c[r_start] - first[f]) + 0.5 * (c[r_end] - c[r_start])
-
-    c_low, c_high = prefix(is_low), prefix(is_high)
-    a_all = np.zeros(width, np.float64)
-    if total:
-        a_all[fid] = f_end - f_heads
-    a_low, low_below = members(c_low)
-    a_high, high_below = members(c_high)
 
     # ---- AUROC (Mann-Whitney U with ties) and DeLong's variance.
     # For an active low review with value x, its placement among high reviews is
     # (#high below x + 1/2 #high tied with x) / n_high, and every inactive high review is
     # below it; symmetrically for an active high review and the low reviews above it.
+    # Counts are half-integers, exact in float64: only the squared placements round.
+    is_low = g["low"][code]
+    # q_low[j] - j high pairs precede the j-th low pair (q: position among the pairs
+    # that are low or high), and vice versa: no prefix sums over all pairs needed.
+    low_high = np.flatnonzero(is_low | g["high"][code])
+    low_in = is_low[low_high]
+    q_low, q_high = np.flatnonzero(low_in), np.flatnonzero(~low_in)
+    at_low, at_high = low_high[q_low], low_high[q_high]
+    twice_high_below = 2 * (q_low - np.arange(len(q_low)))
+    twice_low_below = 2 * (q_high - np.arange(len(q_high)))
+    _fix_ties(twice_high_below, at_low, at_high, ties)
+    _fix_ties(twice_low_below, at_high, at_low, ties)
+    # The counts so far run over the whole bucket: subtract the features before.
+    high_before = np.cumsum(a_high) - a_high
+    low_before = np.cumsum(a_low) - a_low
     inactive_high = n_high - a_high
     inactive_low = m_low - a_low
+    sum_below = np.zeros(width, np.int64)
+    has_low = np.flatnonzero(a_low)
+    if len(has_low):
+        sum_below[has_low] = np.add.reduceat(twice_high_below, (np.cumsum(a_low) - a_low)[has_low])
     with np.errstate(divide="ignore", invalid="ignore"):
         # Per active low review: high reviews it beats (ties 1/2); per active high review:
         # low reviews that beat it (ties 1/2).
-        beats = inactive_high[f] + high_below
-        beaten = a_low[f] - low_below
-        u = per_feature(np.where(is_low, beats, 0.0)) + 0.5 * inactive_low * inactive_high
+        beats = 0.5 * twice_high_below
+        beats += np.repeat(inactive_high - high_before, a_low)
+        beaten = -0.5 * twice_low_below
+        beaten += np.repeat(a_low + low_before, a_high)
+        u = (inactive_high - high_before) * a_low + 0.5 * sum_below + 0.5 * inactive_low * inactive_high
         auroc = u / (m_low * n_high)
         v10_inactive = 0.5 * inactive_high / n_high
         v01_inactive = (a_low + 0.5 * inactive_low) / m_low
-        th = auroc[f]
-        s10 = per_feature(np.where(is_low, (beats / n_high - th) ** 2, 0.0))
+        beats /= n_high
+        beats -= np.repeat(auroc, a_low)
+        s10 = per_feature(at_low, np.square(beats, out=beats))
         s10 += inactive_low * (v10_inactive - auroc) ** 2
-        s01 = per_feature(np.where(is_high, (beaten / m_low - th) ** 2, 0.0))
+        beaten /= m_low
+        beaten -= np.repeat(auroc, a_high)
+        s01 = per_feature(at_high, np.square(beaten, out=beaten))
         s01 += inactive_high * (v01_inactive - auroc) ** 2
         var = s10 / (m_low - 1) / m_low + s01 / (n_high - 1) / n_high
         auroc_se = np.sqrt(var)
@@ -223,25 +261,31 @@ def bucket_review_stats(
 
     # ---- Spearman: Pearson correlation of average ranks, computed on centered ranks.
     # x ranks: the n - a inactive reviews tie at the bottom, (n - a + 1) / 2; an active
-    # review ranks n - a + its midrank among the feature's active rated reviews.
+    # review ranks n - a + r, r its midrank among the feature's active rated reviews.
+    # Centered: rx = k + r with k = n - a - (n + 1) / 2, so the sums over a feature's
+    # active reviews need only sum r = a (a + 1) / 2, sum r^2 (the same minus
+    # (t^3 - t) / 12 per tie run of t) and the sums of r per star: all quarter-integers,
+    # exact while n^3 < 2^53 (as the sums over each pair's rx were; past that they
+    # round once, where those rounded at every addition).
     mid = (n + 1) / 2.0
-    first_all = np.zeros(width, np.int64)
-    if total:
-        first_all[fid] = f_heads
-    rank_rated = (r_start - first_all[f]) + (r_end - r_start + 1) / 2.0
     inactive = n - a_all
+    k = inactive - mid
+    tied, start, end = ties
+    twice_rank = np.arange(2.0, 2.0 * total + 1.0, 2.0)  # midranks over the bucket, x2
+    twice_rank[tied] = start + end + 1
+    twice_sum = np.bincount(feature_star, weights=twice_rank, minlength=width * n_star).reshape(width, n_star)
+    rank_per_star = 0.5 * twice_sum - first[:, None] * per_star
+    a = a_all.astype(np.float64)
+    sum_r2 = a * (a + 1) * (2 * a + 1) / 6
+    heads = np.unique(start)
+    if len(heads):
+        t = (end[np.searchsorted(start, heads)] - heads).astype(np.float64)
+        run_feature = np.searchsorted(first, heads, "right") - 1
+        sum_r2 -= np.bincount(run_feature, weights=t**3 - t, minlength=width) / 12
     rx_inactive = (inactive + 1) / 2.0 - mid  # centered, per feature
-    rx_active = inactive[f] + rank_rated - mid
-    ry = g["centered_star_rank"]
-    ry_active = ry[code] if total else np.zeros(0)
-    counts = g["counts"]
-    # Inactive reviews of star s: counts[s] - active ones of star s.
-    active_per_star = np.bincount(f * len(counts) + code, minlength=width * len(counts)).reshape(
-        width, len(counts)
-    )
-    inactive_ry = ((counts[None, :] - active_per_star) * ry[None, :]).sum(axis=1)
-    sxy = rx_inactive * inactive_ry + per_feature(rx_active * ry_active)
-    sxx = inactive * rx_inactive**2 + per_feature(rx_active**2)
+    inactive_ry = ((counts[None, :] - per_star) * ry[None, :]).sum(axis=1)
+    sxy = rx_inactive * inactive_ry + ((k[:, None] * per_star + rank_per_star) * ry[None, :]).sum(axis=1)
+    sxx = inactive * rx_inactive**2 + (a * k**2 + k * (a * (a + 1)) + sum_r2)
     syy = float((counts * ry**2).sum())
     with np.errstate(divide="ignore", invalid="ignore"):
         spearman = sxy / np.sqrt(sxx * syy)
