@@ -262,30 +262,31 @@ def bucket_review_stats(
     # ---- Spearman: Pearson correlation of average ranks, computed on centered ranks.
     # x ranks: the n - a inactive reviews tie at the bottom, (n - a + 1) / 2; an active
     # review ranks n - a + r, r its midrank among the feature's active rated reviews.
-    # Centered: rx = k + r with k = n - a - (n + 1) / 2, so the sums over a feature's
-    # active reviews need only sum r = a (a + 1) / 2, sum r^2 (the same minus
-    # (t^3 - t) / 12 per tie run of t) and the sums of r per star: all quarter-integers,
-    # exact while n^3 < 2^53 (as the sums over each pair's rx were; past that they
-    # round once, where those rounded at every addition).
+    # Centered, an active review's rx is c + d with c = (n - a) / 2 (their mean) and
+    # d = r - (a + 1) / 2, so a feature's sums over its active reviews are closed forms
+    # in a, its tie runs (sum d^2 = (a^3 - a - sum (t^3 - t)) / 12) and the per-star
+    # sums of d, without cancelling terms.  All are quarter-integers: exact, as the
+    # former per-pair sums were, while n^3 < 2^53; past that they round a few times
+    # per feature, where those rounded at every pair.
     mid = (n + 1) / 2.0
     inactive = n - a_all
-    k = inactive - mid
+    a = a_all.astype(np.float64)
+    c = (n - a) / 2.0
     tied, start, end = ties
     twice_rank = np.arange(2.0, 2.0 * total + 1.0, 2.0)  # midranks over the bucket, x2
     twice_rank[tied] = start + end + 1
     twice_sum = np.bincount(feature_star, weights=twice_rank, minlength=width * n_star).reshape(width, n_star)
-    rank_per_star = 0.5 * twice_sum - first[:, None] * per_star
-    a = a_all.astype(np.float64)
-    sum_r2 = a * (a + 1) * (2 * a + 1) / 6
+    d_per_star = (twice_sum - (2 * first + a + 1)[:, None] * per_star) / 2
+    tie_cubes = np.zeros(width)
     heads = np.unique(start)
     if len(heads):
         t = (end[np.searchsorted(start, heads)] - heads).astype(np.float64)
-        run_feature = np.searchsorted(first, heads, "right") - 1
-        sum_r2 -= np.bincount(run_feature, weights=t**3 - t, minlength=width) / 12
+        tie_cubes = np.bincount(np.searchsorted(first, heads, "right") - 1, weights=t**3 - t, minlength=width)
     rx_inactive = (inactive + 1) / 2.0 - mid  # centered, per feature
     inactive_ry = ((counts[None, :] - per_star) * ry[None, :]).sum(axis=1)
-    sxy = rx_inactive * inactive_ry + ((k[:, None] * per_star + rank_per_star) * ry[None, :]).sum(axis=1)
-    sxx = inactive * rx_inactive**2 + (a * k**2 + k * (a * (a + 1)) + sum_r2)
+    sxy_active = c * (per_star * ry[None, :]).sum(axis=1) + (d_per_star * ry[None, :]).sum(axis=1)
+    sxy = rx_inactive * inactive_ry + sxy_active
+    sxx = inactive * rx_inactive**2 + (a * c**2 + (a**3 - a - tie_cubes) / 12)
     syy = float((counts * ry**2).sum())
     with np.errstate(divide="ignore", invalid="ignore"):
         spearman = sxy / np.sqrt(sxx * syy)
