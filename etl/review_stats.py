@@ -66,12 +66,6 @@ def _heads(*keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(change)
 
 
-def _run_bounds(heads: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per element: the start and (exclusive) end of its run."""
-    lens = np.diff(np.append(heads, n))
-    return np.repeat(heads, lens), np.repeat(heads + lens, lens)
-
-
 def _star_groups(star_code: np.ndarray, star_values: np.ndarray) -> dict:
     """Review-level constants: which star codes are low/high, counts, average star ranks."""
     rated = star_code >= 0
@@ -83,6 +77,10 @@ def _star_groups(star_code: np.ndarray, star_values: np.ndarray) -> dict:
     values = np.asarray(star_values)
     low = values <= LOW_STARS_MAX
     high = values >= HIGH_STARS_MIN
+    c_bits = max(1, (len(values) - 1).bit_length())
+    # The low bits of a pair's sort key (`_sorted_keys`): the star code, or all ones for a
+    # review without tokens or rating, which sorts such pairs last, to be cut off.
+    code_key = np.where(rated, star_code, -1).astype(np.int64).view(np.uint64)
     return {
         "counts": counts,
         "n": n,
@@ -91,6 +89,8 @@ def _star_groups(star_code: np.ndarray, star_values: np.ndarray) -> dict:
         "low": low,
         "high": high,
         "centered_star_rank": star_rank - (n + 1) / 2.0,
+        "c_bits": c_bits,
+        "code_key": code_key,
     }
 
 
@@ -109,26 +109,45 @@ def _cached_star_groups(star_code: np.ndarray, star_values: np.ndarray) -> dict:
     return got
 
 
-def _sort_by_feature_value(f: np.ndarray, v: np.ndarray, code: np.ndarray, width: int) -> tuple:
-    """(f, v, code) sorted by (feature, value); the order inside ties does not matter.
+def _sorted_keys(f: np.ndarray, v: np.ndarray, code_key: np.ndarray, c_bits: int) -> np.ndarray:
+    """The rated pairs' keys (feature | value bits | star code), sorted.
 
     Values are positive finite float32 (the build rejects anything else), whose bit
-    patterns order like the numbers.  When feature, value bits and code fit in 64 bits,
-    one `np.sort` of the packed keys (SIMD, ~10x faster than an argsort and three
-    gathers) does it all.
+    patterns order like the numbers, so one `np.sort` of the packed keys (SIMD, ~10x
+    faster than an argsort and three gathers) orders the pairs by (feature, value, star
+    code).  `code_key` is all ones for unrated pairs: their keys sort last and are cut.
+    The caller checks that feature, value and code bits fit in 64.
     """
-    f_bits = max(1, int(width - 1).bit_length())
-    c_bits = max(1, int(code.max()).bit_length()) if len(code) else 1
-    vbits = v.view(np.uint32).astype(np.uint64)
-    if f_bits + 32 + c_bits > 64:
-        order = np.argsort((f.astype(np.uint64) << np.uint64(32)) | vbits)
-        return f[order], v[order], code[order]
-    key = (f.astype(np.uint64) << np.uint64(32 + c_bits)) | (vbits << np.uint64(c_bits))
-    key |= code.astype(np.uint64)
+    key = f.astype(np.uint64)
+    key <<= np.uint64(32)
+    key |= v.astype(np.float32, copy=False).view(np.uint32)
+    key <<= np.uint64(c_bits)
+    key |= code_key
     key.sort()
-    code = (key & np.uint64((1 << c_bits) - 1)).astype(np.int64)
-    v = (key >> np.uint64(c_bits)).astype(np.uint32).view(np.float32)
-    return (key >> np.uint64(32 + c_bits)).astype(np.int64), v, code
+    return key[: np.searchsorted(key, np.uint64(np.iinfo(np.uint64).max))]
+
+
+def _tie_runs(key: np.ndarray, c_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The elements in runs of equal (feature, value) of length > 1 (rare: float32
+    values seldom tie), with the start and (exclusive) end of their runs."""
+    tie_next = np.flatnonzero((key[1:] ^ key[:-1]) < np.uint64(1 << c_bits))
+    at = np.union1d(tie_next, tie_next + 1)
+    # Distinct runs never share a (feature, value), so runs of `at` are its equal keys.
+    heads = _heads(key[at] >> np.uint64(c_bits))
+    lens = np.diff(np.append(heads, len(at)))
+    start = np.repeat(at[heads], lens)
+    return at, start, start + np.repeat(lens, lens)
+
+
+def _fix_ties(twice: np.ndarray, at: np.ndarray, other: np.ndarray, ties: tuple) -> None:
+    """`twice[j]` counts the `other` elements before element at[j] twice; for the tied
+    elements make it the count before their run plus the count before its end (twice
+    the midrank count: ties count 1/2)."""
+    tied, start, end = ties
+    if len(tied) and len(at):
+        j = np.minimum(np.searchsorted(at, tied), len(at) - 1)
+        hit = at[j] == tied
+        twice[j[hit]] = np.searchsorted(other, start[hit]) + np.searchsorted(other, end[hit])
 
 
 # --------------------------------------------------------------------------- pass 1
@@ -151,68 +170,87 @@ def bucket_review_stats(
     tokens or rating.  Returns arrays of length `width`, keys prefixed `rs_`.
     """
     g = _cached_star_groups(star_code, star_values)
+    c_bits = g["c_bits"]
+    if max(1, int(width - 1).bit_length()) + 32 + c_bits > 64:
+        # More features than the sort key holds (a build's groups never have): halve,
+        # as a feature's statistics depend on its own pairs only.
+        half, low = width // 2, rf < width // 2
+        parts = [
+            bucket_review_stats(rf[sel] - off, rr[sel], rm[sel], f_lo + off, w, star_code, star_values)
+            for sel, off, w in ((low, 0, half), (~low, half, width - half))
+        ]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     n, m_low, n_high = g["n"], g["n_low"], g["n_high"]
-    code = star_code[rr]
-    keep = code >= 0
-    f, v, code = rf[keep].astype(np.int64), rm[keep], code[keep]
-    f, v, code = _sort_by_feature_value(f, v.astype(np.float32), code, width)
-    total = len(f)
-    is_low = g["low"][code] if total else np.zeros(0, bool)
-    is_high = g["high"][code] if total else np.zeros(0, bool)
+    counts, ry = g["counts"], g["centered_star_rank"]
+    n_star = len(counts)
+    key = _sorted_keys(rf, rm, g["code_key"][rr.astype(np.intp, copy=False)], c_bits)
+    total = len(key)
+    code = (key & np.uint64((1 << c_bits) - 1)).view(np.int64)
+    # Each feature's pairs are one slice of the sorted keys, [first, first + a_all).
+    f_bounds = np.searchsorted(key, np.arange(width + 1, dtype=np.uint64) << np.uint64(32 + c_bits))
+    first, a_all = f_bounds[:-1], np.diff(f_bounds)
+    fid = np.flatnonzero(a_all)
+    feature_star = np.repeat(np.arange(0, width * n_star, n_star), a_all)
+    feature_star += code
+    per_star = np.bincount(feature_star, minlength=width * n_star).reshape(width, n_star)
+    a_low = per_star[:, g["low"]].sum(axis=1)
+    a_high = per_star[:, g["high"]].sum(axis=1)
+    ties = _tie_runs(key, c_bits)
 
-    # f is sorted: a feature's pairs are one slice [f_first, f_end).  Per-feature sums
-    # are reduceat over those slices; counts of a kind of review below a position come
-    # from prefix counts (c[i] = members before element i), so no masked copies.
-    f_heads = _heads(f)
-    fid = f[f_heads]
-    f_end = np.append(f_heads[1:], total)
-    r_start, r_end = _run_bounds(_heads(f, v), total)
-
-    def prefix(member: np.ndarray) -> np.ndarray:
-        return np.concatenate(([0], np.cumsum(member, dtype=np.int64)))
-
-    def per_feature(values: np.ndarray) -> np.ndarray:
+    def per_feature(at: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Per feature: the sum of `values` (of the pairs `at`) with zeros for its other
+        pairs, by reduceat over its whole slice: the summation order the build always
+        had, so the rounded sums stay bit for bit what they were."""
         out = np.zeros(width, np.float64)
         if total:
-            out[fid] = np.add.reduceat(values, f_heads)
+            spread = np.zeros(total, np.float64)
+            spread[at] = values
+            out[fid] = np.add.reduceat(spread, first[fid])
         return out
-
-    def members(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per feature: members; per element: members of its feature before its run
-        plus half of those tied with it (its midrank among members, minus 1/2)."""
-        n_f = np.zeros(width, np.float64)
-        first = np.zeros(width, np.int64)
-        if total:
-            n_f[fid] = c[f_end] - c[f_heads]
-            first[fid] = c[f_heads]
-        return n_f, (c[r_start] - first[f]) + 0.5 * (c[r_end] - c[r_start])
-
-    c_low, c_high = prefix(is_low), prefix(is_high)
-    a_all = np.zeros(width, np.float64)
-    if total:
-        a_all[fid] = f_end - f_heads
-    a_low, low_below = members(c_low)
-    a_high, high_below = members(c_high)
 
     # ---- AUROC (Mann-Whitney U with ties) and DeLong's variance.
     # For an active low review with value x, its placement among high reviews is
     # (#high below x + 1/2 #high tied with x) / n_high, and every inactive high review is
     # below it; symmetrically for an active high review and the low reviews above it.
+    # Counts are half-integers, exact in float64: only the squared placements round.
+    is_low = g["low"][code]
+    # q_low[j] - j high pairs precede the j-th low pair (q: position among the pairs
+    # that are low or high), and vice versa: no prefix sums over all pairs needed.
+    low_high = np.flatnonzero(is_low | g["high"][code])
+    low_in = is_low[low_high]
+    q_low, q_high = np.flatnonzero(low_in), np.flatnonzero(~low_in)
+    at_low, at_high = low_high[q_low], low_high[q_high]
+    twice_high_below = 2 * (q_low - np.arange(len(q_low)))
+    twice_low_below = 2 * (q_high - np.arange(len(q_high)))
+    _fix_ties(twice_high_below, at_low, at_high, ties)
+    _fix_ties(twice_low_below, at_high, at_low, ties)
+    # The counts so far run over the whole bucket: subtract the features before.
+    high_before = np.cumsum(a_high) - a_high
+    low_before = np.cumsum(a_low) - a_low
     inactive_high = n_high - a_high
     inactive_low = m_low - a_low
+    sum_below = np.zeros(width, np.int64)
+    has_low = np.flatnonzero(a_low)
+    if len(has_low):
+        sum_below[has_low] = np.add.reduceat(twice_high_below, (np.cumsum(a_low) - a_low)[has_low])
     with np.errstate(divide="ignore", invalid="ignore"):
         # Per active low review: high reviews it beats (ties 1/2); per active high review:
         # low reviews that beat it (ties 1/2).
-        beats = inactive_high[f] + high_below
-        beaten = a_low[f] - low_below
-        u = per_feature(np.where(is_low, beats, 0.0)) + 0.5 * inactive_low * inactive_high
+        beats = 0.5 * twice_high_below
+        beats += np.repeat(inactive_high - high_before, a_low)
+        beaten = -0.5 * twice_low_below
+        beaten += np.repeat(a_low + low_before, a_high)
+        u = (inactive_high - high_before) * a_low + 0.5 * sum_below + 0.5 * inactive_low * inactive_high
         auroc = u / (m_low * n_high)
         v10_inactive = 0.5 * inactive_high / n_high
         v01_inactive = (a_low + 0.5 * inactive_low) / m_low
-        th = auroc[f]
-        s10 = per_feature(np.where(is_low, (beats / n_high - th) ** 2, 0.0))
+        beats /= n_high
+        beats -= np.repeat(auroc, a_low)
+        s10 = per_feature(at_low, np.square(beats, out=beats))
         s10 += inactive_low * (v10_inactive - auroc) ** 2
-        s01 = per_feature(np.where(is_high, (beaten / m_low - th) ** 2, 0.0))
+        beaten /= m_low
+        beaten -= np.repeat(auroc, a_high)
+        s01 = per_feature(at_high, np.square(beaten, out=beaten))
         s01 += inactive_high * (v01_inactive - auroc) ** 2
         var = s10 / (m_low - 1) / m_low + s01 / (n_high - 1) / n_high
         auroc_se = np.sqrt(var)
@@ -223,25 +261,32 @@ def bucket_review_stats(
 
     # ---- Spearman: Pearson correlation of average ranks, computed on centered ranks.
     # x ranks: the n - a inactive reviews tie at the bottom, (n - a + 1) / 2; an active
-    # review ranks n - a + its midrank among the feature's active rated reviews.
+    # review ranks n - a + r, r its midrank among the feature's active rated reviews.
+    # Centered, an active review's rx is c + d with c = (n - a) / 2 (their mean) and
+    # d = r - (a + 1) / 2, so a feature's sums over its active reviews are closed forms
+    # in a, its tie runs (sum d^2 = (a^3 - a - sum (t^3 - t)) / 12) and the per-star
+    # sums of d, without cancelling terms.  All are quarter-integers: exact, as the
+    # former per-pair sums were, while n^3 < 2^53; past that they round a few times
+    # per feature, where those rounded at every pair.
     mid = (n + 1) / 2.0
-    first_all = np.zeros(width, np.int64)
-    if total:
-        first_all[fid] = f_heads
-    rank_rated = (r_start - first_all[f]) + (r_end - r_start + 1) / 2.0
     inactive = n - a_all
+    a = a_all.astype(np.float64)
+    c = (n - a) / 2.0
+    tied, start, end = ties
+    twice_rank = np.arange(2.0, 2.0 * total + 1.0, 2.0)  # midranks over the bucket, x2
+    twice_rank[tied] = start + end + 1
+    twice_sum = np.bincount(feature_star, weights=twice_rank, minlength=width * n_star).reshape(width, n_star)
+    d_per_star = (twice_sum - (2 * first + a + 1)[:, None] * per_star) / 2
+    tie_cubes = np.zeros(width)
+    heads = np.unique(start)
+    if len(heads):
+        t = (end[np.searchsorted(start, heads)] - heads).astype(np.float64)
+        tie_cubes = np.bincount(np.searchsorted(first, heads, "right") - 1, weights=t**3 - t, minlength=width)
     rx_inactive = (inactive + 1) / 2.0 - mid  # centered, per feature
-    rx_active = inactive[f] + rank_rated - mid
-    ry = g["centered_star_rank"]
-    ry_active = ry[code] if total else np.zeros(0)
-    counts = g["counts"]
-    # Inactive reviews of star s: counts[s] - active ones of star s.
-    active_per_star = np.bincount(f * len(counts) + code, minlength=width * len(counts)).reshape(
-        width, len(counts)
-    )
-    inactive_ry = ((counts[None, :] - active_per_star) * ry[None, :]).sum(axis=1)
-    sxy = rx_inactive * inactive_ry + per_feature(rx_active * ry_active)
-    sxx = inactive * rx_inactive**2 + per_feature(rx_active**2)
+    inactive_ry = ((counts[None, :] - per_star) * ry[None, :]).sum(axis=1)
+    sxy_active = c * (per_star * ry[None, :]).sum(axis=1) + (d_per_star * ry[None, :]).sum(axis=1)
+    sxy = rx_inactive * inactive_ry + sxy_active
+    sxx = inactive * rx_inactive**2 + (a * c**2 + (a**3 - a - tie_cubes) / 12)
     syy = float((counts * ry**2).sum())
     with np.errstate(divide="ignore", invalid="ignore"):
         spearman = sxy / np.sqrt(sxx * syy)
@@ -274,6 +319,17 @@ def _codes(values: list) -> np.ndarray:
     return out
 
 
+def _sorted_pairs(high: np.ndarray, low: np.ndarray, low_bits: int, n_high: int) -> np.ndarray:
+    """The keys (high << low_bits) | low, sorted, for 0 <= high < n_high: uint32 when
+    they fit, which sorts about twice as fast as uint64 (SIMD either way)."""
+    dtype = np.uint32 if int(n_high).bit_length() + low_bits <= 32 else np.uint64
+    key = high.astype(dtype)
+    key <<= dtype(low_bits)
+    key |= low.astype(dtype, copy=False)
+    key.sort()
+    return key
+
+
 def group_concentration(
     feature: np.ndarray, group: np.ndarray, n_features: int, n_groups: int, top: int = TOP_GROUPS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -288,26 +344,31 @@ def group_concentration(
     gini = np.full(n_features, np.nan)
     if len(feature) == 0 or n_groups == 0:
         return n_distinct, share, gini
-    key = feature.astype(np.int64) * n_groups + group
-    uniq, cnt = np.unique(key, return_counts=True)
+    g_bits = int(n_groups - 1).bit_length()
+    key = _sorted_pairs(feature, group, g_bits, n_features)
+    heads = _heads(key)
+    cnt = np.diff(np.append(heads, len(key)))  # reviews per (feature, group)
     # By feature, then count ascending: one sort of packed (feature, count) keys.
     c_bits = int(cnt.max()).bit_length()
-    packed = ((uniq // n_groups) << c_bits) | cnt
-    packed.sort()
-    uf, cnt = packed >> c_bits, (packed & ((1 << c_bits) - 1)).astype(np.float64)
-    heads = _heads(uf)
-    lens = np.diff(np.append(heads, len(uf)))
-    fid = uf[heads]
-    n_distinct[fid] = lens
-    totals = np.add.reduceat(cnt, heads)
-    # Position within the feature's ascending run (1..k); with n_groups - k zeros before.
-    j = np.arange(len(uf)) - np.repeat(heads, lens) + 1
-    k = np.repeat(lens, lens)
-    i = n_groups - k + j
-    weighted = np.add.reduceat(i * cnt, heads)
-    gini[fid] = 2.0 * weighted / (n_groups * totals) - (n_groups + 1.0) / n_groups
-    from_end = np.repeat(lens, lens) - j  # 0 for the largest
-    share[fid] = np.add.reduceat(np.where(from_end < top, cnt, 0.0), heads) / totals
+    packed = _sorted_pairs(key[heads] >> key.dtype.type(g_bits), cnt, c_bits, n_features)
+    cnt = (packed & packed.dtype.type((1 << c_bits) - 1)).astype(np.int64)
+    feature_keys = np.arange(n_features + 1, dtype=packed.dtype) << packed.dtype.type(c_bits)
+    bounds = np.searchsorted(packed, feature_keys)
+    n_distinct[:] = np.diff(bounds)
+    fid = np.flatnonzero(n_distinct)
+    start, end, k = bounds[:-1][fid], bounds[1:][fid], n_distinct[fid]
+    # Integer sums (exact, so the floats below are what the float sums were): the
+    # total, sum j * x_(j) with j = position - start + 1, and the `top` largest.
+    totals = np.add.reduceat(cnt, start)
+    weighted = np.add.reduceat(np.arange(len(cnt)) * cnt, start) - (start - 1) * totals
+    # With n_groups - k zeros before the feature's k counts, x_(j) has i = n_groups - k + j.
+    weighted += (n_groups - k) * totals
+    top_start = np.clip(end - top, start, end)
+    top_sum = np.add.reduceat(np.append(cnt, 0), np.stack([top_start, end], 1).ravel())[::2]
+    top_sum[top_start == end] = 0  # top <= 0
+    totals = totals.astype(np.float64)
+    gini[fid] = 2.0 * weighted.astype(np.float64) / (n_groups * totals) - (n_groups + 1.0) / n_groups
+    share[fid] = top_sum / totals
     return n_distinct, share, gini
 
 
@@ -340,20 +401,25 @@ def pair_stats(
     """The per-review columns of one bucket's features (see _PAIR_FIELDS), prefixed `rp_`.
 
     `rf`, `rr`, `rc`: one entry per (feature offset, review) pair with the number of the
-    review's tokens on which the feature is active; computed by the merge, so no second
-    pass over the written activations is needed.  `groups` holds `business`/`user`
-    codes per review_idx and their counts (`group_codes`).
+    review's tokens on which the feature is active, sorted by feature; computed by the
+    merge, so no second pass over the written activations is needed.  `groups` holds
+    `business`/`user` codes per review_idx and their counts (`group_codes`).
     """
-    local = rf.astype(np.int64)
-    out = {"rp_n_single_token_reviews": np.bincount(local, weights=rc == 1, minlength=width).astype(np.int64)}
+    bounds = np.searchsorted(rf, np.arange(width + 1))
+    out = {"rp_n_single_token_reviews": np.diff(np.searchsorted(np.flatnonzero(rc == 1), bounds))}
     most = np.zeros(width, np.int64)
-    np.maximum.at(most, local, rc)
+    fid = np.flatnonzero(np.diff(bounds))
+    if len(fid):
+        most[fid] = np.maximum.reduceat(rc, bounds[fid])
     out["rp_max_tokens_per_review"] = most
+    rr = rr.astype(np.intp, copy=False)
     for prefix, plural in (("business", "businesses"), ("user", "users")):
         codes, n_groups = groups[prefix]
-        c = codes[rr]
+        f, c = rf, codes[rr]
         ok = c >= 0
-        n_distinct, share, gini = group_concentration(local[ok], c[ok], width, n_groups)
+        if not ok.all():
+            f, c = f[ok], c[ok]
+        n_distinct, share, gini = group_concentration(f, c, width, n_groups)
         out[f"rp_n_{plural}"] = n_distinct
         out[f"rp_top10_{prefix}_share"] = share
         out[f"rp_{prefix}_gini"] = gini

@@ -300,6 +300,70 @@ def test_concentration_matches_numpy(wh):
             assert close(r[f"{prefix}_gini"], _gini(counts)), (prefix, f)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_review_stats_on_awkward_pairs(seed):
+    """etl.review_stats directly, on pairs a build seldom produces: values tied across
+    low and high reviews, empty and single-pair features, a feature equal everywhere,
+    unrated reviews, every review in one business; against the dense computations."""
+    from etl.review_stats import bucket_review_stats, pair_stats
+
+    rng = np.random.default_rng(seed)
+    n_rev, width = 90, 10
+    stars = rng.integers(1, 6, n_rev)
+    star_code = np.where(rng.random(n_rev) < 0.1, -1, stars - 1)
+    coarse = rng.integers(1, 4, (width, n_rev)) / 2  # ties
+    M = np.where(rng.random((width, n_rev)) < rng.random((width, 1)), coarse, 0)
+    M[0] = 0  # empty
+    M[1] = 0
+    M[1, 7] = 2.5  # one pair
+    M[2] = 1.5  # active everywhere, all tied
+    M = M.astype(np.float32)
+    C = np.where(M > 0, rng.integers(1, 4, M.shape), 0)
+    rf, rr = np.nonzero(M)  # by feature, then review: the merge's order
+    got = bucket_review_stats(
+        rf.astype(np.int32), rr.astype(np.int32), M[rf, rr], 0, width, star_code, np.arange(1, 6)
+    )
+    rated = star_code >= 0
+    low, high = stars[rated] <= 2, stars[rated] >= 4
+    for f in range(width):
+        x = M[f, rated].astype(np.float64)
+        assert got["rs_n_rated_active"][f] == (x > 0).sum()
+        assert got["rs_n_low_active"][f] == (x[low] > 0).sum()
+        assert got["rs_n_high_active"][f] == (x[high] > 0).sum()
+        if not (x > 0).any():
+            continue
+        theta, se = delong(x[low], x[high])
+        assert close(got["rs_auroc"][f], theta) and close(got["rs_auroc_se"][f], se), f
+        if np.ptp(x) > 0:
+            assert close(got["rs_spearman"][f], stats.spearmanr(x, stars[rated]).statistic), f
+        else:
+            assert np.isnan(got["rs_spearman"][f]), f
+
+    user = np.where(rng.random(n_rev) < 0.2, -1, rng.integers(0, 30, n_rev))
+    groups = {"business": (np.zeros(n_rev, np.int64), 1), "user": (user, 30)}
+    got = pair_stats(rf.astype(np.int32), rr.astype(np.int32), C[rf, rr], width, groups)
+    assert list(got["rp_n_single_token_reviews"]) == list((C == 1).sum(axis=1))
+    assert list(got["rp_max_tokens_per_review"]) == list(C.max(axis=1))
+    for prefix, plural in (("business", "businesses"), ("user", "users")):
+        code, n_groups = groups[prefix]
+        for f in range(width):
+            counts = np.bincount(code[(C[f] > 0) & (code >= 0)], minlength=n_groups).astype(float)
+            assert got[f"rp_n_{plural}"][f] == (counts > 0).sum()
+            if counts.sum() == 0:
+                assert np.isnan(got[f"rp_{prefix}_gini"][f]) and np.isnan(got[f"rp_top10_{prefix}_share"][f])
+                continue
+            top = np.sort(counts)[::-1][:10].sum() / counts.sum()
+            assert close(got[f"rp_top10_{prefix}_share"][f], top), (prefix, f)
+            assert close(got[f"rp_{prefix}_gini"][f], _gini(counts)), (prefix, f)
+
+    # No pairs at all.
+    none = np.zeros(0, np.int32)
+    empty = bucket_review_stats(none, none, np.zeros(0, np.float32), 0, width, star_code, np.arange(1, 6))
+    assert not empty["rs_n_rated_active"].any()
+    empty = pair_stats(none, none, np.zeros(0, np.int64), width, groups)
+    assert not empty["rp_n_users"].any() and np.isnan(empty["rp_user_gini"]).all()
+
+
 def test_business_feature_is_concentrated(synth):
     biz = synth.planted["business"]
     ranking = json.loads(_ok(["report", "concentration", "--k", 3, "--json", "-w", synth.path]))
