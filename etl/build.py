@@ -643,23 +643,27 @@ def _top_per_feature(f, tp, rv, v, k: int):
     return f[keep], tp[keep], rv[keep], v[keep], rank[keep]
 
 
-def _context_bounds(offset_of, base, n_tok, review_idx: np.ndarray, pos: np.ndarray, before: int, after: int):
+def _context_bounds(offsets: Path, base, n_tok, review_idx, pos, before: int, after: int):
     """Character offsets (window start, token start, token end, window end) of tokens
     given by (review, position), the window clipped to the review's H5 tokens, and a
-    mask of the tokens whose offsets are not trusted.  `offset_of(rows)` returns rows of
-    `token_offsets.npy` (reviews laid end to end from `base`)."""
+    mask of the tokens whose offsets are not trusted.  `offsets` is `token_offsets.npy`
+    (each review's tokens a run of rows, from `base[review]`)."""
     b = base[review_idx]
-    last = np.minimum(pos + after, n_tok[review_idx] - 1)
-    rows = np.concatenate([b + pos, b + np.maximum(pos - before, 0), b + last])
-    got = offset_of(rows)
-    n = len(pos)
-    me, first, last = got[:n], got[n : 2 * n], got[2 * n :]
-    cs, ce = me[:, 0], me[:, 1]
-    return first[:, 0], cs, ce, last[:, 1], cs < 0
+    order = np.argsort(b + pos)
+    # In this order the windows' first and last rows ascend too (the rows of a review lie
+    # between those of the reviews before and after it): one sort serves three lookups.
+    b, pos, n = b[order], pos[order], n_tok[review_idx[order]]
+    me = _gather_npy(offsets, b + pos)
+    first = _gather_npy(offsets, b + np.maximum(pos - before, 0))[:, 0]
+    last = _gather_npy(offsets, b + np.minimum(pos + after, n - 1))[:, 1]
+    out = np.empty((4, len(order)), me.dtype)
+    out[:, order] = first, me[:, 0], me[:, 1], last
+    return out[0], out[1], out[2], out[3], out[1] < 0
 
 
 def _gather_npy(path: Path, index: np.ndarray) -> np.ndarray:
-    """`np.load(path)[index]`, reading the file once, in order, a window at a time.
+    """`np.load(path)[index]` for an ascending `index`, reading the file once, in order, a
+    window at a time.
 
     A memory map would page-fault the rows in and keep every touched page in the
     process's RSS until unmapped; this holds one window (16 MB of int32 rows) and the
@@ -669,19 +673,17 @@ def _gather_npy(path: Path, index: np.ndarray) -> np.ndarray:
     header = np.load(path, mmap_mode="r")  # shape, dtype and data offset; no page read
     shape, dtype, start = header.shape, header.dtype, header.offset
     del header
+    row = int(np.prod(shape[1:], dtype=np.int64))
+    out = np.empty((len(index),) + tuple(shape[1:]), dtype)
+    edges = np.searchsorted(index, np.arange(0, shape[0] + window_rows, window_rows))
     with open(path, "rb") as fh:
-        row = int(np.prod(shape[1:], dtype=np.int64))
-        out = np.empty((len(index),) + tuple(shape[1:]), dtype)
-        order = np.argsort(index, kind="stable")
-        sorted_index = index[order]
-        edges = np.searchsorted(sorted_index, np.arange(0, shape[0] + window_rows, window_rows))
         for w in np.flatnonzero(np.diff(edges)).tolist():
             lo = w * window_rows
             count = min(window_rows, shape[0] - lo) * row
             block = np.fromfile(fh, dtype, count, offset=start + lo * row * dtype.itemsize - fh.tell())
             block = block.reshape((-1,) + tuple(shape[1:]))
             a, b = edges[w], edges[w + 1]
-            out[order[a:b]] = block[sorted_index[a:b] - lo]
+            out[a:b] = block[index[a:b] - lo]
     return out
 
 
@@ -969,9 +971,11 @@ def _write_top_examples(staging: Path, work: Path, n_buckets: int, n_tok, star_c
     sizes = [len(p) for p in parts]
     del parts
     tp, rv = top["token_pos"], top["review_idx"].astype(np.int64)
-    pos = _gather_npy(work / "token_position.npy", tp).astype(np.int64)
+    by_tp = np.argsort(tp)
+    pos = np.empty(len(tp), np.int64)
+    pos[by_tp] = _gather_npy(work / "token_position.npy", tp[by_tp])
     lo, cs, ce, hi, untrusted = _context_bounds(
-        lambda rows: _gather_npy(work / "token_offsets.npy", rows),
+        work / "token_offsets.npy",
         _review_base(n_tok),
         n_tok,
         rv,
