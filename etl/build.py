@@ -724,10 +724,11 @@ def _read_ranges(path: Path, at: np.ndarray, lens: np.ndarray) -> tuple[np.ndarr
 
 def _spill_blocks(paths, seg_src, seg_tp, seg_v, seg_len):
     """Blocks of the bucket's segments (at most `_MERGE_BLOCK_ROWS` rows) with their
-    data: yields (lo, hi, buffers per source, tp offsets, value offsets into them).
+    data: yields (lo, hi, buffer, tp offsets, value offsets into it).
 
     The spill is read one window of `_MERGE_WINDOW_ROWS` rows at a time, so a merge
-    worker's memory does not grow with a dense bucket (or with the input).
+    worker's memory does not grow with a dense bucket (or with the input).  The sources'
+    reads share one buffer, so a block is gathered in one pass for all of them.
     """
     rows = np.cumsum(seg_len)
     n = len(seg_len)
@@ -738,23 +739,25 @@ def _spill_blocks(paths, seg_src, seg_tp, seg_v, seg_len):
         w_src, w_len = seg_src[lo:hi], seg_len[lo:hi]
         tp_off = np.empty(hi - lo, np.int64)
         v_off = np.empty(hi - lo, np.int64)
-        buffers = []
+        buffers, at = [], 0
         for src, path in enumerate(paths):
             sel = np.flatnonzero(w_src == src)
             if not len(sel):
-                buffers.append(np.zeros(0, np.uint32))
                 continue
             buf, where = _read_ranges(
                 path, np.concatenate([seg_tp[lo:hi][sel], seg_v[lo:hi][sel]]), np.tile(w_len[sel], 2)
             )
             buffers.append(buf)
-            tp_off[sel], v_off[sel] = where[: len(sel)], where[len(sel) :]
+            tp_off[sel], v_off[sel] = at + where[: len(sel)], at + where[len(sel) :]
+            at += len(buf)
+        buffer = buffers[0] if len(buffers) == 1 else np.concatenate(buffers)
+        del buffers
         w_rows = rows[lo:hi] - base
         block_of = (w_rows - 1) // _MERGE_BLOCK_ROWS
         cuts = np.flatnonzero(np.diff(block_of)) + 1
         for a, b in zip(np.append(0, cuts).tolist(), np.append(cuts, hi - lo).tolist()):
-            yield lo + a, lo + b, buffers, tp_off[a:b], v_off[a:b]
-        del buffers
+            yield lo + a, lo + b, buffer, tp_off[a:b], v_off[a:b]
+        del buffer
         lo = hi
 
 
@@ -809,20 +812,18 @@ def _merge_bucket(bucket: int) -> dict:
     pending_rows = 0
     run_f, run_r, run_m, run_c = [], [], [], []
     top_parts: list[tuple] = []
-    for lo, hi, buffers, b_tp, b_v in _spill_blocks(paths, seg_src, seg_tp, seg_v, seg_len):
-        b_f, b_src, b_len = seg_f[lo:hi], seg_src[lo:hi], seg_len[lo:hi]
+    for lo, hi, buf, b_tp, b_v in _spill_blocks(paths, seg_src, seg_tp, seg_v, seg_len):
+        b_f, b_len = seg_f[lo:hi], seg_len[lo:hi]
         total = int(b_len.sum())
-        tp = np.empty(total, np.int64)
-        v = np.empty(total, np.float32)
-        dest = _excl_cumsum(b_len)
-        for src, buf in enumerate(buffers):
-            sel = b_src == src
-            if not sel.any():
-                continue
-            at = _gather_index(dest[sel], b_len[sel])
-            tp[at] = buf[_gather_index(b_tp[sel], b_len[sel])]
-            v[at] = buf[_gather_index(b_v[sel], b_len[sel])].view(np.float32)
-        rv = review_of[tp]
+        # The segments are in output order: each column is one gather.
+        at = _gather_index(b_tp, b_len)
+        tp32 = buf[at]
+        at += np.repeat(b_v - b_tp, b_len)
+        v = buf[at].view(np.float32)
+        del at
+        rv = review_of[tp32]
+        tp = tp32.astype(np.int64)
+        del tp32
         f_local = np.repeat(b_f, b_len).astype(np.int32)
         pending.append(
             pa.table(
