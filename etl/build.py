@@ -533,21 +533,15 @@ def _write_tokens(
     the merge finds the windows of the top examples' contexts."""
     uniq, inv = np.unique(reviews, return_inverse=True)
     has_text = uniq < n_npz
-    encs = tok.encode_batch(texts.take(pa.array(uniq[has_text])).to_pylist())
+    enc = tok.encode_flat(texts.take(pa.array(uniq[has_text])).to_pylist())
     lens = np.zeros(len(uniq), np.int64)
-    lens[has_text] = [len(e.ids) for e in encs]
-    for u, n in zip(uniq[has_text].tolist(), lens[has_text].tolist()):
-        text_lens[u] = n
+    lens[has_text] = enc.lens
+    text_lens.update(zip(uniq[has_text].tolist(), enc.lens.tolist()))
     # Offsets are only trusted when the H5 tokens are a prefix of the text's tokens.
     aligned = has_text & (n_tokens_of[uniq] <= lens)
     base = np.zeros(len(uniq), np.int64)
-    base[has_text] = _excl_cumsum(lens[has_text])
-    if encs:
-        ids = np.concatenate([e.ids for e in encs])
-        starts = np.concatenate([e.starts for e in encs])
-        ends = np.concatenate([e.ends for e in encs])
-    else:
-        ids = starts = ends = np.zeros(0, np.int32)
+    base[has_text] = _excl_cumsum(enc.lens)
+    ids, starts, ends = enc.ids, enc.starts, enc.ends
     valid = aligned[inv] & (pos < lens[inv])
     gi = np.where(valid, base[inv] + pos, 0)
     mask = ~valid
