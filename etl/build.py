@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -233,6 +234,40 @@ def _explode_chunk(idx: np.ndarray, val: np.ndarray, n_latents: int):
     duplicate flag).  Zero slots are dropped.  The duplicate flag is exact only when
     the chunk has no zero slot (`validate_chunk` checks those chunks anyway).
     """
+    m, k = idx.shape
+    feat_dtype = np.uint16 if n_latents <= 1 << 16 else np.int64
+    f_bits = max(1, (n_latents - 1).bit_length())
+    t_bits = max(1, (m - 1).bit_length())
+    if f_bits + t_bits + 32 > 64:
+        return _explode_chunk_argsort(idx, val, n_latents)
+    # One SIMD sort of (feature, token, value bits) replaces a stable argsort and the
+    # value gather: the token in the key keeps token order inside a feature, and a
+    # token's features are distinct (else the chunk is rejected), so the value bits
+    # never decide the order.  Positive float32 values are carried bit for bit.
+    key = idx.astype(np.uint64)
+    key <<= np.uint64(t_bits + 32)
+    key |= (np.arange(m, dtype=np.uint64) << np.uint64(32))[:, None]
+    key |= val.view(np.uint32)
+    key = key.reshape(-1)
+    active = val.reshape(-1) > 0
+    if not active.all():
+        key = key[active]
+    key.sort()
+    # The key's 32-bit halves as strided views: (feature, token) high, value low.
+    halves = key.view(np.uint32)
+    hi = halves[1::2] if sys.byteorder == "little" else halves[0::2]
+    v = key.astype(np.uint32).view(np.float32)
+    tl = hi & np.uint32((1 << t_bits) - 1)
+    fs = (hi >> np.uint32(t_bits)).astype(feat_dtype)
+    # Sorted features: counts from the first row of each (searchsorted, not bincount).
+    counts = np.diff(np.searchsorted(fs, np.arange(n_latents, dtype=feat_dtype)), append=len(fs))
+    # A feature twice in a token is an equal (feature, token) neighbour.
+    dup = bool(len(hi)) and bool(np.any(hi[1:] == hi[:-1]))
+    return counts, fs, tl, v, dup
+
+
+def _explode_chunk_argsort(idx: np.ndarray, val: np.ndarray, n_latents: int):
+    """`_explode_chunk` for SAEs too wide to pack (feature, token, value) into 64 bits."""
     m, k = idx.shape
     flat_val = val.reshape(-1)
     feat_dtype = np.uint16 if n_latents <= 1 << 16 else np.int64
