@@ -295,13 +295,15 @@ def _review_pairs(counts, fs, tl, v, lr_tok, n_runs: int):
 
     `lr_tok` numbers the chunk's runs of one review in token order; inside a feature the
     rows ascend by token, so a pair's rows are contiguous: a pair starts where the run
-    changes or a feature starts (known from `counts`, no comparison needed).
+    changes or a feature starts (known from `counts`, no comparison needed).  Features
+    and runs come back in the dtypes of `fs` and `lr_tok` (callers widen what they keep).
     """
     n = len(fs)
     if n == 0:
         z = np.zeros(0, np.int64)
         return z, z, np.zeros(0, np.float32), z
-    lr = lr_tok[tl]
+    # np.take: indexing with a uint32 index array takes a slow path (~3x).
+    lr = np.take(lr_tok, tl)
     change = np.empty(n, bool)
     change[0] = True
     np.not_equal(lr[1:], lr[:-1], out=change[1:])
@@ -309,8 +311,10 @@ def _review_pairs(counts, fs, tl, v, lr_tok, n_runs: int):
     change[starts[starts < n]] = True
     heads = np.flatnonzero(change)
     pm = np.maximum.reduceat(v, heads)
-    pc = np.diff(heads, append=n)
-    return fs[heads].astype(np.int64), lr[heads].astype(np.int64), pm, pc
+    pc = np.empty(len(heads), np.int64)
+    np.subtract(heads[1:], heads[:-1], out=pc[:-1])
+    pc[-1] = n - heads[-1]
+    return fs[heads], lr[heads], pm, pc
 
 
 def _top_per_group(g, f, v, c, n_groups: int, k: int, prefilter: bool = True, packed: bool = True):
@@ -331,10 +335,13 @@ def _top_per_group(g, f, v, c, n_groups: int, k: int, prefilter: bool = True, pa
             cut = int((1.0 - keep_frac) * (len(sample) - 1))
             tau = np.partition(sample, cut)[cut]
             cand = v >= tau
-            short = np.bincount(g[cand], minlength=n_groups) < np.minimum(per, k)
+            # Candidates are few: gather them by index, not by four full-length masks.
+            sel = np.flatnonzero(cand)
+            short = np.bincount(g[sel], minlength=n_groups) < np.minimum(per, k)
             if short.any():
-                cand |= short[g]
-            g, f, v, c = g[cand], f[cand], v[cand], c[cand]
+                cand |= np.take(short, g)
+                sel = np.flatnonzero(cand)
+            g, f, v, c = g[sel], f[sel], v[sel], c[sel]
     g_bits = max(1, int(n_groups - 1).bit_length())
     f_bits = max(1, int(f.max()).bit_length()) if len(f) else 1
     if packed and g_bits + 32 + f_bits <= 64:
@@ -397,12 +404,15 @@ def _rank_review_features(counts, fs, tl, v, reviews, n_tokens_of, partials: lis
     complete = run_len == n_tokens_of[run_review]
     lr_tok = (np.cumsum(change) - 1).astype(np.int32)
     pf, plr, pm, pc = _review_pairs(counts, fs, tl, v, lr_tok, len(run_start))
-    whole = complete[plr]
-    if not whole.all():
-        part = ~whole
-        partials.append((run_review[plr[part]], pf[part], pm[part], pc[part]))
-        pf, plr, pm, pc = pf[whole], plr[whole], pm[whole], pc[whole]
+    part = np.flatnonzero(~complete[plr]) if not complete.all() else []
+    if len(part):
+        partials.append((run_review[plr[part]], pf[part].astype(np.int64), pm[part], pc[part]))
+    # Groups are ranked independently, so the cut runs are ranked along and dropped
+    # afterwards: cheaper than taking them out of every pair array first.
     g, rank, tf, tv, tc = _top_per_group(plr, pf, pm, pc, len(run_start), REVIEW_TOP)
+    keep = complete[g]
+    if not keep.all():
+        g, rank, tf, tv, tc = g[keep], rank[keep], tf[keep], tv[keep], tc[keep]
     return run_review[g], rank, tf, tv, tc
 
 
