@@ -429,7 +429,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
     n_buckets = len(bucket_edges) - 1
 
     _raise_open_file_limit(n_buckets + 16)
-    spills: dict[int, object] = {}
+    spills: dict[int, int] = {}  # bucket -> file descriptor
     run_counts: list[np.ndarray] = []
     text_lens: dict[int, int] = {}
     partials: list[tuple] = []
@@ -499,12 +499,12 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                     ends = np.cumsum(counts)[bucket_edges[1:] - 1]
                     begins = np.append(0, ends[:-1])
                     for bucket in np.flatnonzero(ends > begins).tolist():
-                        fh = spills.get(bucket)
-                        if fh is None:
-                            fh = spills[bucket] = open(work / f"spill-{worker}-{bucket:05d}.bin", "ab")
+                        fd = spills.get(bucket)
+                        if fd is None:
+                            path = work / f"spill-{worker}-{bucket:05d}.bin"
+                            fd = spills[bucket] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
                         lo, hi = begins[bucket], ends[bucket]
-                        fh.write(tp[lo:hi])
-                        fh.write(v[lo:hi])
+                        _append(fd, tp[lo:hi], v[lo:hi])
                     del tp
                     block = reviews[lo_t:hi_t]
                     top_parts.append(_rank_review_features(counts, fs, tl, v, block, n_tokens_of, partials))
@@ -541,8 +541,8 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
     finally:
         writer.close()
         top_writer.close()
-        for fh in spills.values():
-            fh.close()
+        for fd in spills.values():
+            os.close(fd)
     runs = np.stack(run_counts) if run_counts else np.zeros((0, n_latents), np.int32)
     np.save(work / f"runs-{worker}.npy", runs)
     if partials:
@@ -559,6 +559,21 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
         "buckets": n_buckets,
         "text_lens": text_lens,
     }
+
+
+def _append(fd: int, *parts: np.ndarray) -> None:
+    """Append the arrays' bytes to `fd` in order: one writev where two buffered writes
+    of a run's slice (each larger than the buffer, so two syscalls) cost ~25% more."""
+    views = [memoryview(p).cast("B") for p in parts]
+    while views:
+        done = os.writev(fd, views)
+        if done == 0:
+            raise OSError(errno.EIO, "spill write made no progress")
+        while views and done >= len(views[0]):
+            done -= len(views[0])
+            views.pop(0)
+        if done:
+            views[0] = views[0][done:]
 
 
 def _raise_open_file_limit(needed: int) -> None:

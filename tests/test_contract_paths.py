@@ -198,3 +198,22 @@ def test_explode_chunk_packed_sort_matches_stable_argsort(n_latents):
         assert got[1].dtype == want[1].dtype and got[1].tolist() == want[1].tolist()
         assert got[2].tolist() == want[2].tolist()
         assert got[3].view(np.uint32).tolist() == want[3].view(np.uint32).tolist()
+
+
+def test_spill_append_survives_short_writes(tmp_path, monkeypatch):
+    """os.writev may write less than asked: the rest follows, in order."""
+    import os
+
+    from etl import build
+
+    real = os.writev
+    monkeypatch.setattr(build.os, "writev", lambda fd, bufs: real(fd, [memoryview(bufs[0])[:5]]))
+    a, b = np.arange(7, dtype=np.uint32), np.linspace(1, 2, 3, dtype=np.float32)
+    fd = os.open(tmp_path / "spill.bin", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        build._append(fd, a, b)
+        build._append(fd, b[:1], a[:1])
+    finally:
+        os.close(fd)
+    want = a.tobytes() + b.tobytes() + b[:1].tobytes() + a[:1].tobytes()
+    assert (tmp_path / "spill.bin").read_bytes() == want
