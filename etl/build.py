@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -237,6 +238,40 @@ def _explode_chunk(idx: np.ndarray, val: np.ndarray, n_latents: int):
     the chunk has no zero slot (`validate_chunk` checks those chunks anyway).
     """
     m, k = idx.shape
+    feat_dtype = np.uint16 if n_latents <= 1 << 16 else np.int64
+    f_bits = max(1, (n_latents - 1).bit_length())
+    t_bits = max(1, (m - 1).bit_length())
+    if f_bits + t_bits + 32 > 64:
+        return _explode_chunk_argsort(idx, val, n_latents)
+    # One SIMD sort of (feature, token, value bits) replaces a stable argsort and the
+    # value gather: the token in the key keeps token order inside a feature, and a
+    # token's features are distinct (else the chunk is rejected), so the value bits
+    # never decide the order.  Positive float32 values are carried bit for bit.
+    key = idx.astype(np.uint64)
+    key <<= np.uint64(t_bits + 32)
+    key |= (np.arange(m, dtype=np.uint64) << np.uint64(32))[:, None]
+    key |= val.view(np.uint32)
+    key = key.reshape(-1)
+    active = val.reshape(-1) > 0
+    if not active.all():
+        key = key[active]
+    key.sort()
+    # The key's 32-bit halves as strided views: (feature, token) high, value low.
+    halves = key.view(np.uint32)
+    hi = halves[1::2] if sys.byteorder == "little" else halves[0::2]
+    v = key.astype(np.uint32).view(np.float32)
+    tl = hi & np.uint32((1 << t_bits) - 1)
+    fs = (hi >> np.uint32(t_bits)).astype(feat_dtype)
+    # Sorted features: counts from the first row of each (searchsorted, not bincount).
+    counts = np.diff(np.searchsorted(fs, np.arange(n_latents, dtype=feat_dtype)), append=len(fs))
+    # A feature twice in a token is an equal (feature, token) neighbour.
+    dup = bool(len(hi)) and bool(np.any(hi[1:] == hi[:-1]))
+    return counts, fs, tl, v, dup
+
+
+def _explode_chunk_argsort(idx: np.ndarray, val: np.ndarray, n_latents: int):
+    """`_explode_chunk` for SAEs too wide to pack (feature, token, value) into 64 bits."""
+    m, k = idx.shape
     flat_val = val.reshape(-1)
     feat_dtype = np.uint16 if n_latents <= 1 << 16 else np.int64
     feat = idx.reshape(-1).astype(feat_dtype)
@@ -263,13 +298,15 @@ def _review_pairs(counts, fs, tl, v, lr_tok, n_runs: int):
 
     `lr_tok` numbers the chunk's runs of one review in token order; inside a feature the
     rows ascend by token, so a pair's rows are contiguous: a pair starts where the run
-    changes or a feature starts (known from `counts`, no comparison needed).
+    changes or a feature starts (known from `counts`, no comparison needed).  Features
+    and runs come back in the dtypes of `fs` and `lr_tok` (callers widen what they keep).
     """
     n = len(fs)
     if n == 0:
         z = np.zeros(0, np.int64)
         return z, z, np.zeros(0, np.float32), z
-    lr = lr_tok[tl]
+    # np.take: indexing with a uint32 index array takes a slow path (~3x).
+    lr = np.take(lr_tok, tl)
     change = np.empty(n, bool)
     change[0] = True
     np.not_equal(lr[1:], lr[:-1], out=change[1:])
@@ -277,8 +314,10 @@ def _review_pairs(counts, fs, tl, v, lr_tok, n_runs: int):
     change[starts[starts < n]] = True
     heads = np.flatnonzero(change)
     pm = np.maximum.reduceat(v, heads)
-    pc = np.diff(heads, append=n)
-    return fs[heads].astype(np.int64), lr[heads].astype(np.int64), pm, pc
+    pc = np.empty(len(heads), np.int64)
+    np.subtract(heads[1:], heads[:-1], out=pc[:-1])
+    pc[-1] = n - heads[-1]
+    return fs[heads], lr[heads], pm, pc
 
 
 def _top_per_group(g, f, v, c, n_groups: int, k: int, prefilter: bool = True, packed: bool = True):
@@ -299,10 +338,13 @@ def _top_per_group(g, f, v, c, n_groups: int, k: int, prefilter: bool = True, pa
             cut = int((1.0 - keep_frac) * (len(sample) - 1))
             tau = np.partition(sample, cut)[cut]
             cand = v >= tau
-            short = np.bincount(g[cand], minlength=n_groups) < np.minimum(per, k)
+            # Candidates are few: gather them by index, not by four full-length masks.
+            sel = np.flatnonzero(cand)
+            short = np.bincount(g[sel], minlength=n_groups) < np.minimum(per, k)
             if short.any():
-                cand |= short[g]
-            g, f, v, c = g[cand], f[cand], v[cand], c[cand]
+                cand |= np.take(short, g)
+                sel = np.flatnonzero(cand)
+            g, f, v, c = g[sel], f[sel], v[sel], c[sel]
     g_bits = max(1, int(n_groups - 1).bit_length())
     f_bits = max(1, int(f.max()).bit_length()) if len(f) else 1
     if packed and g_bits + 32 + f_bits <= 64:
@@ -365,12 +407,15 @@ def _rank_review_features(counts, fs, tl, v, reviews, n_tokens_of, partials: lis
     complete = run_len == n_tokens_of[run_review]
     lr_tok = (np.cumsum(change) - 1).astype(np.int32)
     pf, plr, pm, pc = _review_pairs(counts, fs, tl, v, lr_tok, len(run_start))
-    whole = complete[plr]
-    if not whole.all():
-        part = ~whole
-        partials.append((run_review[plr[part]], pf[part], pm[part], pc[part]))
-        pf, plr, pm, pc = pf[whole], plr[whole], pm[whole], pc[whole]
+    part = np.flatnonzero(~complete[plr]) if not complete.all() else []
+    if len(part):
+        partials.append((run_review[plr[part]], pf[part].astype(np.int64), pm[part], pc[part]))
+    # Groups are ranked independently, so the cut runs are ranked along and dropped
+    # afterwards: cheaper than taking them out of every pair array first.
     g, rank, tf, tv, tc = _top_per_group(plr, pf, pm, pc, len(run_start), REVIEW_TOP)
+    keep = complete[g]
+    if not keep.all():
+        g, rank, tf, tv, tc = g[keep], rank[keep], tf[keep], tv[keep], tc[keep]
     return run_review[g], rank, tf, tv, tc
 
 
@@ -387,7 +432,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
     n_buckets = len(bucket_edges) - 1
 
     _raise_open_file_limit(n_buckets + 16)
-    spills: dict[int, object] = {}
+    spills: dict[int, int] = {}  # bucket -> file descriptor
     run_counts: list[np.ndarray] = []
     text_lens: dict[int, int] = {}
     partials: list[tuple] = []
@@ -457,12 +502,12 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                     ends = np.cumsum(counts)[bucket_edges[1:] - 1]
                     begins = np.append(0, ends[:-1])
                     for bucket in np.flatnonzero(ends > begins).tolist():
-                        fh = spills.get(bucket)
-                        if fh is None:
-                            fh = spills[bucket] = open(work / f"spill-{worker}-{bucket:05d}.bin", "ab")
+                        fd = spills.get(bucket)
+                        if fd is None:
+                            path = work / f"spill-{worker}-{bucket:05d}.bin"
+                            fd = spills[bucket] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
                         lo, hi = begins[bucket], ends[bucket]
-                        fh.write(tp[lo:hi])
-                        fh.write(v[lo:hi])
+                        _append(fd, tp[lo:hi], v[lo:hi])
                     del tp
                     block = reviews[lo_t:hi_t]
                     top_parts.append(_rank_review_features(counts, fs, tl, v, block, n_tokens_of, partials))
@@ -499,8 +544,8 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
     finally:
         writer.close()
         top_writer.close()
-        for fh in spills.values():
-            fh.close()
+        for fd in spills.values():
+            os.close(fd)
     files = [_finished_file(st["staging"], Path(w.where)) for w in (writer, top_writer)]
     runs = np.stack(run_counts) if run_counts else np.zeros((0, n_latents), np.int32)
     np.save(work / f"runs-{worker}.npy", runs)
@@ -521,6 +566,21 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
     }
 
 
+def _append(fd: int, *parts: np.ndarray) -> None:
+    """Append the arrays' bytes to `fd` in order: one writev where two buffered writes
+    of a run's slice (each larger than the buffer, so two syscalls) cost ~25% more."""
+    views = [memoryview(p).cast("B") for p in parts]
+    while views:
+        done = os.writev(fd, views)
+        if done == 0:
+            raise OSError(errno.EIO, "spill write made no progress")
+        while views and done >= len(views[0]):
+            done -= len(views[0])
+            views.pop(0)
+        if done:
+            views[0] = views[0][done:]
+
+
 def _raise_open_file_limit(needed: int) -> None:
     """A worker keeps one spill file open per bucket: wide SAEs need more than 1024."""
     import resource
@@ -538,21 +598,15 @@ def _write_tokens(
     the merge finds the windows of the top examples' contexts."""
     uniq, inv = np.unique(reviews, return_inverse=True)
     has_text = uniq < n_npz
-    encs = tok.encode_batch(texts.take(pa.array(uniq[has_text])).to_pylist())
+    enc = tok.encode_flat(texts.take(pa.array(uniq[has_text])).to_pylist())
     lens = np.zeros(len(uniq), np.int64)
-    lens[has_text] = [len(e.ids) for e in encs]
-    for u, n in zip(uniq[has_text].tolist(), lens[has_text].tolist()):
-        text_lens[u] = n
+    lens[has_text] = enc.lens
+    text_lens.update(zip(uniq[has_text].tolist(), enc.lens.tolist()))
     # Offsets are only trusted when the H5 tokens are a prefix of the text's tokens.
     aligned = has_text & (n_tokens_of[uniq] <= lens)
     base = np.zeros(len(uniq), np.int64)
-    base[has_text] = _excl_cumsum(lens[has_text])
-    if encs:
-        ids = np.concatenate([e.ids for e in encs])
-        starts = np.concatenate([e.starts for e in encs])
-        ends = np.concatenate([e.ends for e in encs])
-    else:
-        ids = starts = ends = np.zeros(0, np.int32)
+    base[has_text] = _excl_cumsum(enc.lens)
+    ids, starts, ends = enc.ids, enc.starts, enc.ends
     valid = aligned[inv] & (pos < lens[inv])
     gi = np.where(valid, base[inv] + pos, 0)
     mask = ~valid

@@ -171,3 +171,59 @@ def test_top_per_group_matches_sorting(prefilter, packed):
         got = _top_per_group(g, f, v, c, n_groups, k, prefilter=prefilter, packed=packed)
         got = list(zip(*(x.tolist() for x in got)))
         assert got == _reference_top(g, f, v, c, k)
+
+
+@pytest.mark.parametrize("n_latents", [64, 24_576, 70_000, 1 << 26])
+def test_explode_chunk_packed_sort_matches_stable_argsort(n_latents):
+    """The packed (feature, token, value) sort against the stable argsort it replaced,
+    including zero slots and a feature twice in a token (which must still be flagged).
+    1 << 26 features do not fit beside token and value: that takes the argsort path."""
+    from etl.build import _explode_chunk, _explode_chunk_argsort
+
+    rng = np.random.default_rng(11)
+    cases = [
+        # (tokens, k, fraction of zero slots, a feature twice in one token)
+        (1, 1, 0.0, False),
+        (37, 8, 0.0, False),
+        (5000, 32, 0.0, False),
+        (5000, 32, 0.3, False),
+        (300, 16, 0.1, True),
+        (300, 16, 0.0, True),
+        (4, 4, 1.0, False),
+    ]
+    for m, k, zero_frac, dup in cases:
+        idx = np.stack([rng.choice(n_latents, k, replace=False) for _ in range(m)]).astype(np.int32)
+        val = rng.gamma(2.0, 1.0, (m, k)).astype(np.float32)
+        val[rng.random((m, k)) < zero_frac] = 0
+        val[0, 0] = np.float32(1e-40)  # subnormal: the bits are carried, not the number
+        if dup:
+            idx[m // 2, 1] = idx[m // 2, 0]
+            val[m // 2, :2] = 1.0
+        got = _explode_chunk(idx, val, n_latents)
+        want = _explode_chunk_argsort(idx, val, n_latents)
+        assert got[4] == want[4] == dup
+        if dup:
+            continue  # the chunk is rejected; its order does not matter
+        assert got[0].tolist() == want[0].tolist()
+        assert got[1].dtype == want[1].dtype and got[1].tolist() == want[1].tolist()
+        assert got[2].tolist() == want[2].tolist()
+        assert got[3].view(np.uint32).tolist() == want[3].view(np.uint32).tolist()
+
+
+def test_spill_append_survives_short_writes(tmp_path, monkeypatch):
+    """os.writev may write less than asked: the rest follows, in order."""
+    import os
+
+    from etl import build
+
+    real = os.writev
+    monkeypatch.setattr(build.os, "writev", lambda fd, bufs: real(fd, [memoryview(bufs[0])[:5]]))
+    a, b = np.arange(7, dtype=np.uint32), np.linspace(1, 2, 3, dtype=np.float32)
+    fd = os.open(tmp_path / "spill.bin", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        build._append(fd, a, b)
+        build._append(fd, b[:1], a[:1])
+    finally:
+        os.close(fd)
+    want = a.tobytes() + b.tobytes() + b[:1].tobytes() + a[:1].tobytes()
+    assert (tmp_path / "spill.bin").read_bytes() == want
