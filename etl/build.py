@@ -62,6 +62,7 @@ DEFAULT_BEFORE, DEFAULT_AFTER = 20, 10  # top_k_contexts' default window, materi
 _MERGE_BLOCK_ROWS = 1 << 21
 _MERGE_WINDOW_ROWS = 1 << 23  # spill rows read at once by a merge worker (64 MB)
 _PAIR_GROUP = 1 << 21  # (feature, review) pairs per batch of the review statistics
+_SPILL_COLUMNS = 3  # token_pos, value, review_idx: 4 bytes each, per run and bucket
 _GATHER_WINDOW_ROWS = 1 << 22  # rows of a token array read at once for the top examples
 _ACTIVATION_ROW_GROUP = 1 << 17
 _REVIEW_TOP_ROW_GROUP = 1 << 17
@@ -499,6 +500,10 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                     run_counts.append(counts.astype(np.int32))
                     tp = np.empty(len(tl), np.uint32)
                     np.add(tl, s + lo_t, out=tp, casting="unsafe")
+                    # The merge writes review_idx beside token_pos: taken here from the
+                    # sub-block's 32K reviews (cache-resident), it costs the merge a
+                    # sequential read instead of a random gather from a token-sized map.
+                    rvs = np.take(reviews[lo_t:hi_t], tl)
                     ends = np.cumsum(counts)[bucket_edges[1:] - 1]
                     begins = np.append(0, ends[:-1])
                     for bucket in np.flatnonzero(ends > begins).tolist():
@@ -507,8 +512,8 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                             path = work / f"spill-{worker}-{bucket:05d}.bin"
                             fd = spills[bucket] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
                         lo, hi = begins[bucket], ends[bucket]
-                        _append(fd, tp[lo:hi], v[lo:hi])
-                    del tp
+                        _append(fd, tp[lo:hi], v[lo:hi], rvs[lo:hi])
+                    del tp, rvs
                     block = reviews[lo_t:hi_t]
                     top_parts.append(_rank_review_features(counts, fs, tl, v, block, n_tokens_of, partials))
                     del fs, tl, v
@@ -744,9 +749,7 @@ def _gather_npy(path: Path, index: np.ndarray) -> np.ndarray:
 def _merge_state(st: dict) -> dict:
     """The merge's inputs: the per-run feature counts of the explode, mapped afresh for
     each bucket (the pages a mapping has touched count in the worker's RSS until it is
-    dropped).  `review_of`, which every bucket reads all over, is in `st`: loaded once
-    before the workers fork, shared by them, and not page-faulted in again per bucket
-    (~18M faults at 47M tokens: 46K pages times 384 buckets)."""
+    dropped)."""
     work = st["work"]
     return dict(st, runs=[np.load(work / f"runs-{w}.npy", mmap_mode="r") for w in range(st["workers"])])
 
@@ -776,9 +779,11 @@ def _read_ranges(path: Path, at: np.ndarray, lens: np.ndarray) -> tuple[np.ndarr
     return buf, where
 
 
-def _spill_blocks(paths, seg_src, seg_tp, seg_v, seg_len):
+def _spill_blocks(paths, seg_src, seg_at, seg_step, seg_len, columns: int):
     """Blocks of the bucket's segments (at most `_MERGE_BLOCK_ROWS` rows) with their
-    data: yields (lo, hi, buffer, tp offsets, value offsets into it).
+    data: yields (lo, hi, buffer, offsets) where offsets[j] is where each segment's
+    column j starts in the buffer.  A segment's column j starts at
+    seg_at + j * seg_step in its spill file.
 
     The spill is read one window of `_MERGE_WINDOW_ROWS` rows at a time, so a merge
     worker's memory does not grow with a dense bucket (or with the input).  The sources'
@@ -791,18 +796,16 @@ def _spill_blocks(paths, seg_src, seg_tp, seg_v, seg_len):
         base = rows[lo] - seg_len[lo]
         hi = max(lo + 1, int(np.searchsorted(rows, base + _MERGE_WINDOW_ROWS, "right")))
         w_src, w_len = seg_src[lo:hi], seg_len[lo:hi]
-        tp_off = np.empty(hi - lo, np.int64)
-        v_off = np.empty(hi - lo, np.int64)
+        offsets = np.empty((columns, hi - lo), np.int64)
         buffers, at = [], 0
         for src, path in enumerate(paths):
             sel = np.flatnonzero(w_src == src)
             if not len(sel):
                 continue
-            buf, where = _read_ranges(
-                path, np.concatenate([seg_tp[lo:hi][sel], seg_v[lo:hi][sel]]), np.tile(w_len[sel], 2)
-            )
+            starts = seg_at[lo:hi][sel] + np.arange(columns)[:, None] * seg_step[lo:hi][sel]
+            buf, where = _read_ranges(path, starts.reshape(-1), np.tile(w_len[sel], columns))
             buffers.append(buf)
-            tp_off[sel], v_off[sel] = at + where[: len(sel)], at + where[len(sel) :]
+            offsets[:, sel] = at + where.reshape(columns, len(sel))
             at += len(buf)
         buffer = buffers[0] if len(buffers) == 1 else np.concatenate(buffers)
         del buffers
@@ -810,7 +813,7 @@ def _spill_blocks(paths, seg_src, seg_tp, seg_v, seg_len):
         block_of = (w_rows - 1) // _MERGE_BLOCK_ROWS
         cuts = np.flatnonzero(np.diff(block_of)) + 1
         for a, b in zip(np.append(0, cuts).tolist(), np.append(cuts, hi - lo).tolist()):
-            yield lo + a, lo + b, buffer, tp_off[a:b], v_off[a:b]
+            yield lo + a, lo + b, buffer, offsets[:, a:b]
         del buffer
         lo = hi
 
@@ -824,7 +827,8 @@ def _merge_bucket(bucket: int) -> dict:
     width = f_hi - f_lo
 
     # A spill file holds, per run (chunk) that had rows of the bucket, the run's
-    # token_pos (uint32) then its values (float32), both in (feature, token) order.
+    # token_pos (uint32), then its values (float32), then its review_idx (int32), each
+    # in (feature, token) order.
     # One segment per (feature, source, run): a run's rows of one feature, already in
     # token order.  Ordered feature-major, then by source and run, they are the
     # bucket's rows in (feature, token_pos) order: no sort is needed.
@@ -835,12 +839,11 @@ def _merge_bucket(bucket: int) -> dict:
         if counts.sum() == 0 or not path.exists():
             continue
         n_run = counts.sum(axis=1)
-        tp_start = (2 * _excl_cumsum(n_run))[:, None] + _excl_cumsum(counts, axis=1)
+        tp_start = (_SPILL_COLUMNS * _excl_cumsum(n_run))[:, None] + _excl_cumsum(counts, axis=1)
         src = len(paths)
         paths.append(path)
         fi, ri = np.nonzero(counts.T)
-        tp_at = tp_start[ri, fi]
-        seg_parts.append((fi, np.full(len(fi), src), ri, tp_at, tp_at + n_run[ri], counts[ri, fi]))
+        seg_parts.append((fi, np.full(len(fi), src), ri, tp_start[ri, fi], n_run[ri], counts[ri, fi]))
     n_active = np.zeros(width, np.int64)
     sums = np.zeros(width, np.float64)
     maxes = np.zeros(width, np.float32)
@@ -850,34 +853,33 @@ def _merge_bucket(bucket: int) -> dict:
         result.update(_empty_stars())
         st["counter"].value += 1
         return result
-    seg_f, seg_src, seg_run, seg_tp, seg_v, seg_len = (np.concatenate(c) for c in zip(*seg_parts))
+    seg_f, seg_src, seg_run, seg_at, seg_step, seg_len = (np.concatenate(c) for c in zip(*seg_parts))
     order = np.lexsort((seg_run, seg_src, seg_f))
-    seg_f, seg_src, seg_tp, seg_v, seg_len = (
+    seg_f, seg_src, seg_at, seg_step, seg_len = (
         seg_f[order],
         seg_src[order],
-        seg_tp[order],
-        seg_v[order],
+        seg_at[order],
+        seg_step[order],
         seg_len[order],
     )
 
-    review_of = st["review_of"]
     writer = _activation_writer(st["staging"] / "activations" / f"bucket={bucket}" / "part-0.parquet")
     pending: list[pa.Table] = []
     pending_rows = 0
     run_f, run_r, run_m, run_c = [], [], [], []
     top_parts: list[tuple] = []
-    for lo, hi, buf, b_tp, b_v in _spill_blocks(paths, seg_src, seg_tp, seg_v, seg_len):
+    blocks = _spill_blocks(paths, seg_src, seg_at, seg_step, seg_len, _SPILL_COLUMNS)
+    for lo, hi, buf, (b_tp, b_v, b_rv) in blocks:
         b_f, b_len = seg_f[lo:hi], seg_len[lo:hi]
         total = int(b_len.sum())
         # The segments are in output order: each column is one gather.
         at = _gather_index(b_tp, b_len)
-        tp32 = buf[at]
+        tp = buf[at].astype(np.int64)
         at += np.repeat(b_v - b_tp, b_len)
         v = buf[at].view(np.float32)
+        at += np.repeat(b_rv - b_v, b_len)
+        rv = buf[at].view(np.int32)
         del at
-        rv = review_of[tp32]
-        tp = tp32.astype(np.int64)
-        del tp32
         f_local = np.repeat(b_f, b_len).astype(np.int32)
         pending.append(
             pa.table(
@@ -1293,12 +1295,10 @@ def build_warehouse(
         phases["reviews"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        _STATE["review_of"] = np.load(work / "token_review.npy")
         n_buckets = -(-n_latents // BUCKET_WIDTH)
         counter.value = 0
         bar = Progress("merge", n_buckets, progress, unit="buckets")
         merged = _run_parallel(_merge_bucket, [(b,) for b in range(n_buckets)], workers, bar, counter)
-        del _STATE["review_of"]
         bar.close()
         phases["merge"] = time.perf_counter() - t0
 
