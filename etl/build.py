@@ -568,6 +568,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
         "buckets": n_buckets,
         "text_lens": text_lens,
         "files": files,
+        "feature_rows": runs.sum(axis=0, dtype=np.int64),
     }
 
 
@@ -1298,7 +1299,12 @@ def build_warehouse(
         n_buckets = -(-n_latents // BUCKET_WIDTH)
         counter.value = 0
         bar = Progress("merge", n_buckets, progress, unit="buckets")
-        merged = _run_parallel(_merge_bucket, [(b,) for b in range(n_buckets)], workers, bar, counter)
+        # Largest buckets first: the pool hands out one bucket at a time, so the last
+        # ones to finish are small and neither worker waits long for the other.
+        feature_rows = sum(r["feature_rows"] for r in results)
+        bucket_rows = np.add.reduceat(feature_rows, np.arange(0, n_latents, BUCKET_WIDTH))
+        by_size = np.argsort(-bucket_rows, kind="stable").tolist()
+        merged = _run_parallel(_merge_bucket, [(b,) for b in by_size], workers, bar, counter)
         bar.close()
         phases["merge"] = time.perf_counter() - t0
 
