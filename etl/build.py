@@ -427,15 +427,20 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
     n_latents, chunk, work = st["n_latents"], st["chunk"], st["work"]
     tok = load_tokenizer(st["tokenizer"])
     vocab = pa.array(tok.vocab_strings, pa.string())
-    n_tokens_of, texts, n_npz = st["n_tokens_of"], st["texts"], st["n_npz"]
+    n_tokens_of, n_npz = st["n_tokens_of"], st["n_npz"]
     review_base = _review_base(n_tokens_of)
     bucket_edges = np.arange(0, n_latents + BUCKET_WIDTH, BUCKET_WIDTH).clip(max=n_latents)
     n_buckets = len(bucket_edges) - 1
 
     _raise_open_file_limit(n_buckets + 16)
     spills: dict[int, int] = {}  # bucket -> file descriptor
-    run_counts: list[np.ndarray] = []
-    text_lens: dict[int, int] = {}
+    # Each run's feature counts go to a file as they come (the merge maps it): in a list
+    # they would grow with the input (98 KB a run, 70 MB per worker at 47M tokens).
+    runs_path = work / f"runs-{worker}.bin"
+    runs_fd = os.open(runs_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o666)
+    n_runs = 0
+    feature_rows = np.zeros(n_latents, np.int64)
+    text_lens: list[tuple[np.ndarray, np.ndarray]] = []
     partials: list[tuple] = []
     zeros = rows = 0
     writer = pq.ParquetWriter(
@@ -497,7 +502,9 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                     n_active = len(v)
                     zeros += sub_idx.size - n_active
                     rows += n_active
-                    run_counts.append(counts.astype(np.int32))
+                    _append(runs_fd, counts.astype(np.int32))
+                    n_runs += 1
+                    feature_rows += counts
                     tp = np.empty(len(tl), np.uint32)
                     np.add(tl, s + lo_t, out=tp, casting="unsafe")
                     # The merge writes review_idx beside token_pos: taken here from the
@@ -531,11 +538,13 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                     ),
                     row_group_size=_REVIEW_TOP_ROW_GROUP,
                 )
+                # Mapped per chunk, like the token arrays: the text pages this chunk read
+                # leave the worker's RSS with the mapping.
                 _write_tokens(
                     writer,
                     tok,
                     vocab,
-                    texts,
+                    _open_texts(work),
                     n_npz,
                     n_tokens_of,
                     text_lens,
@@ -551,9 +560,8 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
         top_writer.close()
         for fd in spills.values():
             os.close(fd)
+        os.close(runs_fd)
     files = [_finished_file(st["staging"], Path(w.where)) for w in (writer, top_writer)]
-    runs = np.stack(run_counts) if run_counts else np.zeros((0, n_latents), np.int32)
-    np.save(work / f"runs-{worker}.npy", runs)
     if partials:
         part = [np.concatenate(c) for c in zip(*partials)]
     else:
@@ -566,9 +574,10 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
         "zeros": zeros,
         "rows": rows,
         "buckets": n_buckets,
-        "text_lens": text_lens,
+        "text_lens": tuple(np.concatenate(c) for c in zip(*text_lens)) if text_lens else None,
         "files": files,
-        "feature_rows": runs.sum(axis=0, dtype=np.int64),
+        "runs": n_runs,
+        "feature_rows": feature_rows,
     }
 
 
@@ -607,7 +616,7 @@ def _write_tokens(
     enc = tok.encode_flat(texts.take(pa.array(uniq[has_text])).to_pylist())
     lens = np.zeros(len(uniq), np.int64)
     lens[has_text] = enc.lens
-    text_lens.update(zip(uniq[has_text].tolist(), enc.lens.tolist()))
+    text_lens.append((uniq[has_text], np.asarray(enc.lens, np.int64)))
     # Offsets are only trusted when the H5 tokens are a prefix of the text's tokens.
     aligned = has_text & (n_tokens_of[uniq] <= lens)
     base = np.zeros(len(uniq), np.int64)
@@ -752,7 +761,11 @@ def _merge_state(st: dict) -> dict:
     each bucket (the pages a mapping has touched count in the worker's RSS until it is
     dropped)."""
     work = st["work"]
-    return dict(st, runs=[np.load(work / f"runs-{w}.npy", mmap_mode="r") for w in range(st["workers"])])
+    runs = [
+        np.memmap(work / f"runs-{w}.bin", np.int32, "r", shape=(n, st["n_latents"])) if n else None
+        for w, n in enumerate(st["runs"])
+    ]
+    return dict(st, runs=runs)
 
 
 def _read_ranges(path: Path, at: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -835,9 +848,11 @@ def _merge_bucket(bucket: int) -> dict:
     # bucket's rows in (feature, token_pos) order: no sort is needed.
     paths, seg_parts = [], []
     for w in range(workers):
-        counts = np.asarray(st["runs"][w][:, f_lo:f_hi], dtype=np.int64)
         path = work / f"spill-{w}-{bucket:05d}.bin"
-        if counts.sum() == 0 or not path.exists():
+        if st["runs"][w] is None or not path.exists():
+            continue
+        counts = np.asarray(st["runs"][w][:, f_lo:f_hi], dtype=np.int64)
+        if counts.sum() == 0:
             continue
         n_run = counts.sum(axis=1)
         tp_start = (_SPILL_COLUMNS * _excl_cumsum(n_run))[:, None] + _excl_cumsum(counts, axis=1)
@@ -1259,7 +1274,6 @@ def build_warehouse(
             chunk=chunk_tokens,
             tokenizer=tokenizer,
             n_tokens_of=n_tok,
-            texts=texts,
             n_npz=n_npz,
             star_code=star_code,
             star_values=star_values,
@@ -1278,8 +1292,9 @@ def build_warehouse(
         summary.n_activations = sum(r["rows"] for r in results)
         text_lens = np.full(n_all, -1, np.int64)
         for r in results:
-            for u, n in r["text_lens"].items():
-                text_lens[u] = n
+            if r["text_lens"] is not None:
+                text_lens[r["text_lens"][0]] = r["text_lens"][1]
+        _STATE["runs"] = [r["runs"] for r in sorted(results, key=lambda r: r["worker"])]
 
         t0 = time.perf_counter()
         # Texts of token-less NPZ reviews are tokenized too, so n_text_tokens is complete.
@@ -1291,7 +1306,6 @@ def build_warehouse(
         _write_reviews(staging, meta, texts, review_ids, n_tok, first, last, text_lens, alignment)
         # The merge needs none of the NPZ; its workers fork from this process.
         del meta, texts
-        _STATE.pop("texts")
         _release_free_memory()
         phases["reviews"] = time.perf_counter() - t0
 
@@ -1449,6 +1463,13 @@ def _texts_to_arrow(texts: np.ndarray, path: Path) -> pa.ChunkedArray:
             writer.write_batch(pa.record_batch([batch], schema=schema))
     del texts
     return ipc.open_file(pa.memory_map(str(path))).read_all().column("text")
+
+
+def _open_texts(work: Path) -> pa.ChunkedArray:
+    """The texts `_texts_to_arrow` wrote, memory-mapped afresh (no copy)."""
+    import pyarrow.ipc as ipc
+
+    return ipc.open_file(pa.memory_map(str(work / "texts.arrow"))).read_all().column("text")
 
 
 def _write_reviews(staging, meta, texts, review_ids, n_tok, first, last, text_lens, alignment):
