@@ -46,9 +46,38 @@ _ALLOWED_GLOBALS = {
 }
 
 
+class ndarray(np.ndarray):  # noqa: N801 - so an element's type reads "ndarray" in errors
+    """What the unpickler rebuilds arrays as: numpy's __setstate__, checked first.
+
+    numpy takes an object array's element list without checking its length against
+    the shape: a shorter list leaves the rest of the array uninitialized pointers,
+    which crash (or worse) the moment they are read.
+    """
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError("array state is not a 4- or 5-tuple")
+        shape, dtype, _, data = state[-4:]
+        if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
+            raise pickle.UnpicklingError(f"array shape {shape!r} is not a tuple of sizes")
+        if isinstance(dtype, np.dtype) and dtype.hasobject:
+            size = int(np.prod(shape, dtype=object))
+            if not isinstance(data, list) or len(data) != size:
+                raise pickle.UnpicklingError(f"object array of shape {shape} does not hold {size} elements")
+        super().__setstate__(state)
+
+
+def _checked_reconstruct(subtype, shape, dtype):
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError(f"refusing to rebuild an array as {subtype!r}")
+    return np.ndarray.__new__(ndarray, shape, dtype)
+
+
 class _ArrayOfStringsUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in _ALLOWED_GLOBALS:
+            if name == "_reconstruct":
+                return _checked_reconstruct
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
@@ -74,6 +103,7 @@ def _read_npy_member(zf: zipfile.ZipFile, member: str, npz: Path, key: str) -> n
             raise InputError(f"{npz}: array {key!r} holds an unsafe or broken pickle ({exc})") from None
         if not isinstance(arr, np.ndarray) or arr.dtype != object:
             raise InputError(f"{npz}: array {key!r} is not an object array")
+        arr = arr.view(np.ndarray)
         for item in arr.flat:
             if not isinstance(item, (str, bytes)):
                 raise InputError(f"{npz}: array {key!r} holds a {type(item).__name__}, expected strings")
