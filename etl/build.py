@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl.inputs import InputError, decode_ids, load_npz, open_h5, scan_h5, validate_chunk
+from etl.inputs import InputError, NpzStrings, decode_ids, load_npz, open_h5, scan_h5, validate_chunk
 from etl.progress import Progress
 from etl.review_stats import bucket_review_stats, group_codes, pair_stats, write_review_stats
 from etl.staging import (
@@ -1377,16 +1377,15 @@ def _alignment(n_tok: np.ndarray, text_lens: np.ndarray, n_npz: int) -> np.ndarr
     return out
 
 
-def _texts_to_arrow(texts: np.ndarray, path: Path) -> pa.ChunkedArray:
+def _texts_to_arrow(texts: NpzStrings, path: Path) -> pa.ChunkedArray:
     """Write the NPZ texts to an Arrow IPC file and return them memory-mapped from it."""
     import pyarrow.ipc as ipc
 
     schema = pa.schema([("text", pa.large_string())])
-    step = 1 << 16  # converted a batch at a time: no second full copy in memory
+    step = 1 << 16  # streamed from the NPZ a batch at a time: never all in memory
     with ipc.new_file(path, schema) as writer:
-        for s in range(0, len(texts), step):
-            batch = pa.array(texts[s : s + step].tolist(), pa.large_string())
-            writer.write_batch(pa.record_batch([batch], schema=schema))
+        for batch in texts.batches(step):
+            writer.write_batch(pa.record_batch([pa.array(batch, pa.large_string())], schema=schema))
     del texts
     return ipc.open_file(pa.memory_map(str(path))).read_all().column("text")
 

@@ -155,6 +155,7 @@ def test_pickle_that_is_not_an_array(base, tmp_path):
 def test_genuine_object_arrays_still_load(base):
     meta = load_npz(base[1])
     assert len(meta["texts"]) == 12 and all(isinstance(t, str) for t in meta["texts"])
+    assert not meta["texts"].in_memory  # streamed, never unpickled
 
 
 @pytest.mark.parametrize("shape", [20, 5])
