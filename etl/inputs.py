@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from etl.pickled_strings import Unusual, scan_string_array
+from etl.pickled_strings import Refused, Unusual, scan_string_array
 
 REQUIRED_H5 = ("z_idx", "z_val", "rev_idx")
 REQUIRED_NPZ = ("review_ids", "texts", "stars", "useful", "user_ids", "business_ids")
@@ -244,6 +244,8 @@ def _read_strings_member(zf: zipfile.ZipFile, member: str, npz: Path, key: str) 
                     seen += len(batch)
             except StopIteration as stop:
                 n, repeated = stop.value
+    except Refused as exc:
+        raise InputError(f"{npz}: array {key!r} holds an unsafe or broken pickle ({exc})") from None
     except (Unusual, *_ZIP_READ_ERRORS):
         return _read_npy_member(zf, member, npz, key)
     texts = NpzStrings(npz, member, key, n, repeated=repeated)

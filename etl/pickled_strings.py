@@ -29,6 +29,7 @@ _CHUNK = 1 << 20
 _MEMO_STR_MAX = 64
 _MEMO_CAP = 1 << 14
 _KEEP_CAP = 1 << 16
+_MEMO_GAP_MAX = 1 << 24  # 128+ MB of C memo table beyond that
 _HIGHEST_PROTOCOL = 5
 _NO_FRAME = 1 << 62
 
@@ -44,6 +45,10 @@ _OBJECT_DTYPE_STATE = (3, "|", None, None, None, -1, -1, 63)
 
 class Unusual(Exception):
     """Not the plain pickle numpy writes for an array of strings (or unreadable)."""
+
+
+class Refused(Unusual):
+    """Broken in a way the unpickler itself must not see (it would exhaust memory)."""
 
 
 class _Global:
@@ -227,6 +232,8 @@ def _scan(fh: IO[bytes], keep: frozenset[int] | None) -> Generator[list[str | No
                 pos += 5
             # Picklers number their memo entries 0, 1, 2...; anything else is not numpy's.
             if i != next_memo or not stack:
+                if i > next_memo + _MEMO_GAP_MAX:  # the C unpickler sizes its memo table by i
+                    raise Refused(f"memo index {i} far out of order")
                 raise Unusual("memo entries out of order")
             next_memo += 1
             v = stack[-1]

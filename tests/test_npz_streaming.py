@@ -221,7 +221,21 @@ def test_damaged_pickles_agree_with_the_unpickler(tmp_path, protocol):
         with zipfile.ZipFile(npz, "w") as zf:
             zf.writestr("texts.npy", bytes(data))
         with zipfile.ZipFile(npz) as zf:
-            new, old = _new_way(zf, npz), _old_way(zf, npz)
+            new = _new_way(zf, npz)
+            if "far out of order" in str(new):
+                continue  # the unpickler itself would allocate gigabytes
+            old = _old_way(zf, npz)
         if isinstance(old, str):  # object addresses differ from run to run
             new, old = (re.sub(r"0x[0-9a-f]+", "0x?", str(x)) for x in (new, old))
         assert new == old, (how, at)
+
+
+def test_memo_index_that_would_exhaust_the_unpicklers_memory(tmp_path):
+    """A LONG_BINPUT of index 2**31 makes the C unpickler allocate its memo table to
+    that size (16 GB): refused before the unpickler sees it."""
+    texts = np.array(_texts(50), dtype=object)
+    member = _member(texts, 3)
+    at = member.index(b"q\x0e")  # BINPUT 14, the first element's
+    member = member[:at] + b"r" + (1 << 31).to_bytes(4, "little") + member[at + 2 :]
+    with pytest.raises(InputError, match=r"unsafe or broken pickle \(memo index 2147483648 far out of order"):
+        load_npz(_npz(tmp_path / "memo.npz", texts, member))
