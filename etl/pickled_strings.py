@@ -6,12 +6,14 @@ of 1000.  `scan_string_array` walks those opcodes itself, a buffer at a time, an
 hands the elements on as they are appended, so a file of any size is read in bounded
 memory, and no pickle machinery ever runs on the file's bytes.
 
-It accepts only the plain shape numpy writes (protocols 2 to 5, from numpy 1 or 2)
-and raises `Unusual` on anything else: an opcode outside its short list, a global
-other than numpy's array reconstruction, a non-string element, a reference (GET) to
-an earlier long element, a truncated or damaged stream.  The caller then reads the
-member the old way, with the restricted unpickler, which words the error exactly as
-before or, for a valid but unusual file, loads it whole (correct, not bounded).
+It accepts only the plain shape numpy writes (protocols 3 to 5, from numpy 1 or 2;
+numpy's protocol 2 needs `_codecs.encode`, which the unpickler refuses too) and
+raises `Unusual` on anything else: an opcode outside its short list, a global other
+than numpy's array reconstruction, a non-string element, unusual memo numbering or
+framing, a truncated or damaged stream.  The caller then reads the member the old
+way, with the restricted unpickler, which words the error exactly as before or, for
+a valid but unusual file, loads it whole (correct, not bounded).  `Refused` is the
+exception: what would make the unpickler itself exhaust memory is an error here.
 """
 
 from __future__ import annotations
