@@ -2,19 +2,25 @@
 
 The NPZ's object arrays are pickles.  They are loaded with a restricted unpickler
 that can only rebuild a numpy array of plain strings, so a planted payload cannot
-run code.
+run code.  The texts, nearly all of the NPZ, are not loaded at all: their pickle is
+checked by walking its opcodes (`etl.pickled_strings`, which runs no pickle code) and
+read again a batch at a time when the build needs them (`NpzStrings`).
 """
 
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from etl.pickled_strings import Refused, Unusual, scan_string_array
 
 REQUIRED_H5 = ("z_idx", "z_val", "rev_idx")
 REQUIRED_NPZ = ("review_ids", "texts", "stars", "useful", "user_ids", "business_ids")
@@ -37,6 +43,8 @@ class InputError(Exception):
         return (type(self), (str(self), self.position))
 
 
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError)
+
 # The only globals an object array of str needs when numpy pickles it.
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
@@ -46,9 +54,38 @@ _ALLOWED_GLOBALS = {
 }
 
 
+class ndarray(np.ndarray):  # noqa: N801 - so an element's type reads "ndarray" in errors
+    """What the unpickler rebuilds arrays as: numpy's __setstate__, checked first.
+
+    numpy takes an object array's element list without checking its length against
+    the shape: a shorter list leaves the rest of the array uninitialized pointers,
+    which crash (or worse) the moment they are read.
+    """
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError("array state is not a 4- or 5-tuple")
+        shape, dtype, _, data = state[-4:]
+        if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
+            raise pickle.UnpicklingError(f"array shape {shape!r} is not a tuple of sizes")
+        if isinstance(dtype, np.dtype) and dtype.hasobject:
+            size = int(np.prod(shape, dtype=object))
+            if not isinstance(data, list) or len(data) != size:
+                raise pickle.UnpicklingError(f"object array of shape {shape} does not hold {size} elements")
+        super().__setstate__(state)
+
+
+def _checked_reconstruct(subtype, shape, dtype):
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError(f"refusing to rebuild an array as {subtype!r}")
+    return np.ndarray.__new__(ndarray, shape, dtype)
+
+
 class _ArrayOfStringsUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in _ALLOWED_GLOBALS:
+            if name == "_reconstruct":
+                return _checked_reconstruct
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
@@ -57,7 +94,7 @@ def _read_npy_member(zf: zipfile.ZipFile, member: str, npz: Path, key: str) -> n
     try:
         with zf.open(member) as fh:
             data = io.BytesIO(fh.read())
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+    except _ZIP_READ_ERRORS as exc:
         raise InputError(f"{npz}: array {key!r} cannot be read from the zip ({exc})") from None
     try:
         version = np.lib.format.read_magic(data)
@@ -74,6 +111,7 @@ def _read_npy_member(zf: zipfile.ZipFile, member: str, npz: Path, key: str) -> n
             raise InputError(f"{npz}: array {key!r} holds an unsafe or broken pickle ({exc})") from None
         if not isinstance(arr, np.ndarray) or arr.dtype != object:
             raise InputError(f"{npz}: array {key!r} is not an object array")
+        arr = arr.view(np.ndarray)
         for item in arr.flat:
             if not isinstance(item, (str, bytes)):
                 raise InputError(f"{npz}: array {key!r} holds a {type(item).__name__}, expected strings")
@@ -85,8 +123,141 @@ def _read_npy_member(zf: zipfile.ZipFile, member: str, npz: Path, key: str) -> n
         raise InputError(f"{npz}: array {key!r} cannot be read ({exc})") from None
 
 
-def load_npz(npz: Path) -> dict[str, np.ndarray]:
-    """Load the metadata NPZ safely and check it is complete and consistent."""
+class NpzStrings:
+    """A 1-D array of strings from an NPZ member, validated but not held in memory.
+
+    `batches` reads the member again from the file, so memory stays bounded by a
+    batch whatever the number of strings.  An array the streaming reader does not
+    take (see `etl.pickled_strings`: another dtype, long strings repeated by reference
+    in an unusual way...) is held instead, as loaded the old way: correct, not bounded.
+    """
+
+    ndim = 1
+
+    def __init__(
+        self,
+        npz: Path,
+        member: str,
+        key: str,
+        n: int,
+        array: np.ndarray | None = None,
+        repeated: frozenset[int] = frozenset(),
+    ):
+        self._npz, self._member, self._key, self._n = npz, member, key, n
+        self._array, self._repeated = array, repeated
+        # Read again later, perhaps from another working directory, and only if unchanged.
+        self._file = Path(npz).absolute()
+        self._identity = None if array is not None else _identity(self._file)
+        self.bad_position: int | None = None  # the first element that is not UTF-8
+
+    @classmethod
+    def held(cls, array: np.ndarray, npz: Path, key: str) -> NpzStrings:
+        return cls(npz, "", key, len(array), array)
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the strings are held (a pickle the streaming reader did not take)."""
+        return self._array is not None
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self._n,)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[str]:
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self, size: int = 1 << 16) -> Iterator[list[str]]:
+        """The strings in order, `size` at a time (the last batch may be shorter)."""
+        if self._array is not None:
+            for s in range(0, self._n, size):
+                yield self._array[s : s + size].tolist()
+            return
+        changed = InputError(f"{self._npz}: array {self._key!r} changed while the build read it")
+        batch: list[str] = []
+        try:
+            with zipfile.ZipFile(self._file) as zf, zf.open(self._member) as fh:
+                if _identity(self._file) != self._identity or not _skip_object_header(fh):
+                    raise changed
+                scan = scan_string_array(fh, keep=self._repeated)
+                try:
+                    while True:
+                        for text in next(scan):
+                            if text is None:
+                                raise changed
+                            batch.append(text)
+                        if len(batch) >= size:
+                            yield batch[:size]
+                            del batch[:size]
+                except StopIteration as stop:
+                    if stop.value[0] != self._n:
+                        raise changed from None
+        except Unusual:
+            raise changed from None
+        except _ZIP_READ_ERRORS as exc:
+            raise InputError(
+                f"{self._npz}: array {self._key!r} cannot be read from the zip ({exc})"
+            ) from None
+        while batch:
+            yield batch[:size]
+            del batch[:size]
+
+
+def _identity(path: Path) -> tuple[int, ...]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _skip_object_header(fh) -> bool:
+    """Read past the .npy header; whether it announces an object array."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            _, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            _, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    except ValueError:
+        return False
+    return dtype == np.dtype(object)
+
+
+def _read_strings_member(zf: zipfile.ZipFile, member: str, npz: Path, key: str) -> NpzStrings | np.ndarray:
+    """Validate a pickled array of strings in one streaming pass, holding none of it.
+
+    Anything the streaming reader does not take is read the old way, whole, which
+    raises the same errors as before (or loads an unusual but valid pickle).
+    """
+    seen, first_bad = 0, None
+    try:
+        with zf.open(member) as fh:
+            if not _skip_object_header(fh):
+                raise Unusual("not an object array")
+            scan = scan_string_array(fh)
+            try:
+                while True:
+                    batch = next(scan)
+                    if first_bad is None and None in batch:
+                        first_bad = seen + batch.index(None)
+                    seen += len(batch)
+            except StopIteration as stop:
+                n, repeated = stop.value
+    except Refused as exc:
+        raise InputError(f"{npz}: array {key!r} holds an unsafe or broken pickle ({exc})") from None
+    except (Unusual, *_ZIP_READ_ERRORS):
+        return _read_npy_member(zf, member, npz, key)
+    texts = NpzStrings(npz, member, key, n, repeated=repeated)
+    texts.bad_position = first_bad
+    return texts
+
+
+def load_npz(npz: Path) -> dict[str, np.ndarray | NpzStrings]:
+    """Load the metadata NPZ safely and check it is complete and consistent.
+
+    Every array is a numpy array except "texts", an `NpzStrings` read in batches.
+    """
     npz = Path(npz)
     if not npz.is_file():
         raise InputError(f"{npz}: file not found")
@@ -99,7 +270,10 @@ def load_npz(npz: Path) -> dict[str, np.ndarray]:
         missing = [k for k in REQUIRED_NPZ if k not in members]
         if missing:
             raise InputError(f"{npz}: missing required array(s) {', '.join(missing)}")
-        out = {k: _read_npy_member(zf, members[k], npz, k) for k in REQUIRED_NPZ}
+        out = {
+            k: (_read_strings_member if k == "texts" else _read_npy_member)(zf, members[k], npz, k)
+            for k in REQUIRED_NPZ
+        }
     n = len(out["review_ids"])
     for key, arr in out.items():
         if arr.ndim != 1:
@@ -107,7 +281,13 @@ def load_npz(npz: Path) -> dict[str, np.ndarray]:
         if len(arr) != n:
             raise InputError(f"{npz}: array {key!r} has {len(arr)} entries but review_ids has {n}")
     for key in STRING_ARRAYS:
-        out[key] = _strings(out[key], npz, key)
+        if isinstance(out[key], NpzStrings):
+            if out[key].bad_position is not None:
+                raise InputError(f"{npz}: {key}[{out[key].bad_position}] is not valid UTF-8")
+        else:
+            out[key] = _strings(out[key], npz, key)
+    if not isinstance(out["texts"], NpzStrings):
+        out["texts"] = NpzStrings.held(out["texts"], npz, "texts")
     for key in INT_ARRAYS:
         out[key] = _int32s(out[key], npz, key)
     ids = out["review_ids"]

@@ -155,3 +155,18 @@ def test_pickle_that_is_not_an_array(base, tmp_path):
 def test_genuine_object_arrays_still_load(base):
     meta = load_npz(base[1])
     assert len(meta["texts"]) == 12 and all(isinstance(t, str) for t in meta["texts"])
+    assert not meta["texts"].in_memory  # streamed, never unpickled
+
+
+@pytest.mark.parametrize("shape", [20, 5])
+def test_object_array_shape_not_matching_its_list(base, tmp_path, shape):
+    """numpy takes an object array's element list whatever its length: with a shape
+    larger than the list, the rest of the array would be uninitialized pointers (a crash
+    when read).  The restricted unpickler checks the length before numpy sees it."""
+    texts = np.load(base[1], allow_pickle=True)["texts"]
+    member = _npy_bytes(texts)
+    at = member.index(b"K\x01K\x0c\x85")  # the state's shape (12,)
+    member = member[:at] + b"K\x01K" + bytes([shape]) + member[at + 4 :]
+    path = _npz_with_member(base[1], tmp_path / "shape.npz", "texts", member)
+    with pytest.raises(InputError, match=rf"unsafe or broken pickle \(object array of shape \({shape},\)"):
+        load_npz(path)
