@@ -5,14 +5,16 @@ with the input is per-review and per-token state: see README "What is not met"):
 1. map reviews: stream `rev_idx`, give every review a compact `review_idx` and every
    token its position in its review (rank in file order); spill both as .npy.
 2. explode: workers stream disjoint token ranges of `z_idx`/`z_val`, drop zero slots,
-   sort each chunk by feature and append it to one spill file per feature bucket;
-   they also tokenize the chunk's reviews and write the `tokens` table.
+   sort each chunk by feature and append its (token_pos, value, review_idx) to one
+   spill file per feature bucket; they also tokenize the chunk's reviews, write the
+   `tokens` table and rank each review's features (`review_top_features`).
    Then `reviews.parquet` is written and the NPZ dropped.
 3. merge: workers take buckets; each bucket's rows are gathered feature by feature
    from the spills (each chunk's slice is already in token order, so no sort is
    needed) and written as sorted Parquet, while feature statistics, the top
    examples and per-star-rating counts are accumulated on the way.
-4. finish: features/top_examples/feature_stars Parquet, `warehouse.duckdb`,
+4. finish: features/top_examples/feature_stars Parquet (the top examples' positions
+   and character offsets read from the token arrays in one pass), `warehouse.duckdb`,
    `manifest.json`, a verification, and an atomic swap into place.
 """
 
