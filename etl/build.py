@@ -838,7 +838,7 @@ def _merge_bucket(bucket: int) -> dict:
     """Write one bucket's rows in (feature, token_pos) order and compute its statistics."""
     st = _merge_state(_STATE)
     work, n_latents, workers = st["work"], st["n_latents"], st["workers"]
-    star_code, n_star = st["star_code"], len(st["star_values"])
+    n_star = len(st["star_values"])
     f_lo, f_hi = bucket * BUCKET_WIDTH, min((bucket + 1) * BUCKET_WIDTH, n_latents)
     width = f_hi - f_lo
 
@@ -884,7 +884,7 @@ def _merge_bucket(bucket: int) -> dict:
     writer = _activation_writer(st["staging"] / "activations" / f"bucket={bucket}" / "part-0.parquet")
     pending: list[pa.Table] = []
     pending_rows = 0
-    run_f, run_r, run_m, run_c = [], [], [], []
+    pairs = _BucketPairs(f_lo, width, st)
     top_parts: list[tuple] = []
     blocks = _spill_blocks(paths, seg_src, seg_at, seg_step, seg_len, _SPILL_COLUMNS)
     for lo, hi, buf, (b_tp, b_v, b_rv) in blocks:
@@ -919,10 +919,16 @@ def _merge_bucket(bucket: int) -> dict:
         change = np.ones(total, bool)
         change[1:] = (rv[1:] != rv[:-1]) | (f_local[1:] != f_local[:-1])
         rheads = np.flatnonzero(change)
-        run_f.append(f_local[rheads])
-        run_r.append(rv[rheads])
-        run_m.append(np.maximum.reduceat(v, rheads))
-        run_c.append(np.diff(np.append(rheads, total)))
+        # The segments are in feature order: the features before the next block's first
+        # one are complete (this block's last one may continue in the next).  The last
+        # block's are left to `finish`, once the block is freed.
+        pairs.add(
+            f_local[rheads],
+            rv[rheads],
+            np.maximum.reduceat(v, rheads),
+            np.diff(np.append(rheads, total)),
+            int(seg_f[min(hi, len(seg_f) - 1)]),
+        )
 
         # Candidates for the top examples: per feature, rows at or above its k-th value.
         counts_here = np.diff(np.append(heads, total))
@@ -942,28 +948,15 @@ def _merge_bucket(bucket: int) -> dict:
     for w in range(workers):
         (work / f"spill-{w}-{bucket:05d}.bin").unlink(missing_ok=True)
 
-    rf, rr, rm = np.concatenate(run_f), np.concatenate(run_r), np.concatenate(run_m)
-    rc = np.concatenate(run_c)
-    same_f = rf[1:] == rf[:-1]
-    if np.any(same_f & (rr[1:] <= rr[:-1])):
-        # A review's tokens were not contiguous (or a run crossed a block boundary):
-        # merge its runs per (feature, review).
-        order = np.lexsort((rr, rf))
-        rf, rr, rm, rc = rf[order], rr[order], rm[order], rc[order]
-        heads = np.flatnonzero(np.append(True, (rf[1:] != rf[:-1]) | (rr[1:] != rr[:-1])))
-        rf, rr = rf[heads], rr[heads]
-        rm, rc = np.maximum.reduceat(rm, heads), np.add.reduceat(rc, heads)
-    result.update(_pair_statistics(rf, rr, rm, rc, f_lo, width, st))
-    n_reviews = np.bincount(rf, minlength=width)
-    code = star_code[rr]
-    rated = code >= 0
-    key = rf[rated].astype(np.int64) * n_star + code[rated]
-    per = np.bincount(key, minlength=width * n_star)
-    sum_max = np.bincount(key, weights=rm[rated].astype(np.float64), minlength=width * n_star)
+    # The last block's arrays (and the window's buffer): not to be held beside the
+    # statistics of the last group.
+    del buf, b_tp, b_v, b_rv, tp, v, rv, f_local, change, rheads, cand
+    result.update(pairs.finish())
+    per, sum_max = pairs.per_star, pairs.sum_max
     nz = np.flatnonzero(per)
     tf, ttp, trv, tv, trank = _top_per_feature(*map(np.concatenate, zip(*top_parts)), TOP_MATERIALIZED)
     _write_top_part(st, bucket, tf + f_lo, trank, ttp, trv, tv)
-    result.update(_feature_rows(f_lo, n_active, n_reviews, maxes, sums))
+    result.update(_feature_rows(f_lo, n_active, pairs.n_reviews, maxes, sums))
     result.update(
         stars_feature=nz // n_star + f_lo,
         stars_value=st["star_values"][nz % n_star],
@@ -974,24 +967,111 @@ def _merge_bucket(bucket: int) -> dict:
     return result
 
 
-def _pair_statistics(rf, rr, rm, rc, f_lo: int, width: int, st: dict) -> dict:
-    """`bucket_review_stats` and `pair_stats` of a bucket's (feature, review) pairs, in
-    groups of whole features of at most `_PAIR_GROUP` pairs: their temporaries (some
-    twenty arrays per pair) stay bounded however dense the bucket.  `rf` is sorted."""
-    bounds = np.searchsorted(rf, np.arange(width + 1))
-    star_code, star_values = st["star_code"], st["star_values"]
-    parts: list[dict] = []
-    a = 0
-    while a < width:
-        b = int(np.searchsorted(bounds, bounds[a] + _PAIR_GROUP, "right")) - 1
-        b = min(max(b, a + 1), width)
-        lo, hi = bounds[a], bounds[b]
-        f = rf[lo:hi] - a
-        part = bucket_review_stats(f, rr[lo:hi], rm[lo:hi], f_lo + a, b - a, star_code, star_values)
-        part.update(pair_stats(f, rr[lo:hi], rc[lo:hi], b - a, st["groups"]))
-        parts.append(part)
-        a = b
-    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+# A bucket's (feature offset, review_idx, max value, token count) pairs, no entries.
+_NO_PAIRS = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+
+def _concat_pairs(parts: list[tuple]) -> tuple:
+    return tuple(np.concatenate(col) for col in zip(_NO_PAIRS, *parts))
+
+
+class _BucketPairs:
+    """A bucket's (feature, review) pairs, finalized as the merge's blocks arrive in
+    feature order, and their statistics, computed in groups of whole features of at most
+    `_PAIR_GROUP` pairs.
+
+    Held at once: the runs of the feature still open (a block's last feature may continue
+    in the next) and the pairs of the complete features not yet in a whole group, about
+    one block plus max(one feature's pairs, `_PAIR_GROUP`).  Holding all the bucket's
+    pairs until its end grew with the reviews: ~600 MB per merge worker at 432K reviews.
+    The statistics get the very arrays the whole bucket's pairs would give them (same
+    groups, same order, same dtypes), so their float outputs do not change by a bit.
+    """
+
+    def __init__(self, f_lo: int, width: int, st: dict) -> None:
+        self.f_lo, self.width, self.st = f_lo, width, st
+        self.n_star = len(st["star_values"])
+        self.open: list[tuple] = []  # runs of the features from `done` on, in arrival order
+        self.ready: list[tuple] = []  # pairs of the features [start, done)
+        self.start = 0  # the first feature whose statistics are not computed yet
+        self.done = 0  # the features before it have all their pairs
+        self.n_reviews = np.zeros(width, np.int64)
+        self.per_star = np.zeros(width * self.n_star, np.int64)
+        self.sum_max = np.zeros(width * self.n_star, np.float64)
+        self.parts: list[dict] = []
+
+    def add(self, f: np.ndarray, r: np.ndarray, m: np.ndarray, c: np.ndarray, limit: int) -> None:
+        """One block's runs (feature offset, review_idx, max value, token count), in
+        (feature, token_pos) order; the features before `limit` are then complete."""
+        cut = int(np.searchsorted(f, limit))
+        self.open.append((f[:cut], r[:cut], m[:cut], c[:cut]))
+        if limit > self.done:
+            self._complete(limit)
+        self.open.append((f[cut:], r[cut:], m[cut:], c[cut:]))
+
+    def finish(self) -> dict:
+        """The statistics of all the bucket's features (arrays of length `width`)."""
+        if self.done < self.width:
+            self._complete(self.width)
+        return {key: np.concatenate([part[key] for part in self.parts]) for key in self.parts[0]}
+
+    def _complete(self, limit: int) -> None:
+        """The open runs are all of features before `limit`: merge them into pairs."""
+        rf, rr, rm, rc = _concat_pairs(self.open)
+        self.open = []
+        same_f = rf[1:] == rf[:-1]
+        if np.any(same_f & (rr[1:] <= rr[:-1])):
+            # A review's tokens were not contiguous (or a run crossed a block boundary):
+            # merge its runs per (feature, review).
+            order = np.lexsort((rr, rf))
+            rf, rr, rm, rc = rf[order], rr[order], rm[order], rc[order]
+            heads = np.flatnonzero(np.append(True, (rf[1:] != rf[:-1]) | (rr[1:] != rr[:-1])))
+            rf, rr = rf[heads], rr[heads]
+            rm, rc = np.maximum.reduceat(rm, heads), np.add.reduceat(rc, heads)
+        self.n_reviews[self.done : limit] = np.bincount(rf - self.done, minlength=limit - self.done)
+        self.ready.append((rf, rr, rm, rc))
+        self.done = limit
+        self._flush()
+
+    def _group_end(self) -> int | None:
+        """The end of the group from `start`: the most features within `_PAIR_GROUP` pairs
+        (at least one), or None while the features complete so far may all still fit."""
+        cum = np.cumsum(self.n_reviews[self.start : self.done])
+        fit = int(np.searchsorted(cum, _PAIR_GROUP, "right"))
+        if fit == len(cum) and self.done < self.width:
+            return None
+        return self.start + max(fit, 1)
+
+    def _flush(self) -> None:
+        """Compute the statistics of the groups that are whole, and drop their pairs."""
+        if self.start == self.done or self._group_end() is None:
+            return
+        rf, rr, rm, rc = _concat_pairs(self.ready)
+        at = 0
+        while self.start < self.done and (b := self._group_end()) is not None:
+            a = self.start
+            n = int(self.n_reviews[a:b].sum())
+            self._statistics(a, b, rf[at : at + n], rr[at : at + n], rm[at : at + n], rc[at : at + n])
+            at += n
+            self.start = b
+        # A copy, so the pairs already done are freed now.
+        self.ready = [tuple(x[at:].copy() for x in (rf, rr, rm, rc))]
+
+    def _statistics(self, a: int, b: int, rf, rr, rm, rc) -> None:
+        """`bucket_review_stats`, `pair_stats` and the per-star counts of the features
+        [a, b) from their pairs (`rf`: feature offsets in the bucket, sorted)."""
+        st, n_star = self.st, self.n_star
+        f = rf - a
+        part = bucket_review_stats(f, rr, rm, self.f_lo + a, b - a, st["star_code"], st["star_values"])
+        part.update(pair_stats(f, rr, rc, b - a, st["groups"]))
+        self.parts.append(part)
+        code = st["star_code"][rr]
+        rated = code >= 0
+        key = f[rated].astype(np.int64) * n_star + code[rated]
+        # Each (feature, star) bin is summed in the order of its pairs, as over the bucket.
+        self.per_star[a * n_star : b * n_star] = np.bincount(key, minlength=(b - a) * n_star)
+        weights = rm[rated].astype(np.float64)
+        self.sum_max[a * n_star : b * n_star] = np.bincount(key, weights=weights, minlength=(b - a) * n_star)
 
 
 _TOP_PART_DTYPE = np.dtype(
