@@ -27,6 +27,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -1283,7 +1284,7 @@ def build_warehouse(
     `infer_latents` takes `n_latents` = max feature index + 1 from a first full pass
     over the H5 (which also checks every value before anything is written).
     """
-    from warehouse.db import create_database, verify_warehouse
+    from warehouse.db import finish_database, start_database, verify_warehouse
 
     started = time.perf_counter()
     h5, npz, target = Path(h5), Path(npz), Path(warehouse).absolute()
@@ -1411,15 +1412,24 @@ def build_warehouse(
         phases["merge"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        _write_feature_tables(staging, merged, n_tokens, int((n_tok > 0).sum()))
-        _write_top_examples(staging, work, n_buckets, n_tok, star_code, star_values)
-        _write_review_top_partials(staging, work, workers, n_all)
-        write_review_stats(staging, merged)
-        if not any((staging / "activations").glob("*/*.parquet")):
-            # Not one active slot: an empty file keeps the activations view's glob valid.
-            _activation_writer(staging / "activations" / "bucket=0" / "part-0.parquet").close()
+        # DuckDB copies the reviews (its own threads, no GIL) while the last Parquet
+        # files are written: 0.5 s of the build's serial end at 5M tokens, 3 s at 47M.
+        with ThreadPoolExecutor(1) as pool:
+            database = pool.submit(start_database, staging, staging)
+            try:
+                _write_feature_tables(staging, merged, n_tokens, int((n_tok > 0).sum()))
+                _write_top_examples(staging, work, n_buckets, n_tok, star_code, star_values)
+                _write_review_top_partials(staging, work, workers, n_all)
+                write_review_stats(staging, merged)
+                if not any((staging / "activations").glob("*/*.parquet")):
+                    # Not one active slot: an empty file keeps the activations view's glob valid.
+                    _activation_writer(staging / "activations" / "bucket=0" / "part-0.parquet").close()
+            except BaseException:
+                if database.exception() is None:  # waits for it; the file goes with the staging
+                    database.result().close()
+                raise
+        finish_database(database.result(), staging)
         shutil.rmtree(work)
-        create_database(staging, root=staging)
         summary.n_reviews = n_all
         summary.n_reviews_with_tokens = int((n_tok > 0).sum())
         summary.h5_reviews_missing_from_npz = n_all - n_npz

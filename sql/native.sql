@@ -1,26 +1,14 @@
 -- name: native
--- description: Native DuckDB tables for the macros' fast paths: reviews (with their texts) and top_examples.
--- Made from the Parquet views in the same build (warehouse.db.create_database runs this
--- file after schema.sql and before the macros, which read the copies).  A Parquet lookup
--- pays for its footer on every query (13 ms for top_examples' 377 row groups, 20 ms to
--- find one review_id among 432K reviews); a native table's blocks stay cached, its zone
--- maps prune on the sort key and review_id has an ART index (1-2 ms each, measured).
+-- description: Native DuckDB tables for the macros' fast paths: top_examples (reviews: native_reviews.sql).
+-- Made from the Parquet files in the same build (warehouse.db.finish_database runs this
+-- file after native_reviews.sql and schema.sql, and before the macros, which read the
+-- copies).  A Parquet lookup pays for its footer on every query (13 ms for
+-- top_examples' 377 row groups, 20 ms to find one review_id among 432K reviews); a
+-- native table's blocks stay cached, its zone maps prune on the sort key and review_id
+-- has an ART index (1-2 ms each, measured).
 -- review_top_features stays Parquet only: 128K-row row groups sorted by review_idx keep
 -- its footer small and a lookup reads one row group.
 -- The copies are never written to after the build.
-
--- Not UNIQUE: the NPZ is not required to hold distinct ids.  The texts are here for the
--- contexts of top_examples (below) and token_contexts: DuckDB's default string
--- compression (FSST) decodes one text without its neighbours, so fetching ~20 texts
--- through the review_idx index stays ~1 ms.
-CREATE OR REPLACE TABLE reviews_native AS
-SELECT * FROM reviews;
-
-CREATE INDEX reviews_native_review_id ON reviews_native (review_id);
-
--- The top_examples view joins review_id and the text for its ~20 rows through this
--- index: 1 ms, where a hash join scanned all 432K reviews (3 ms at full size).
-CREATE INDEX reviews_native_review_idx ON reviews_native (review_idx);
 
 -- top_examples: each feature's 100 strongest activations with what top_k and the
 -- default-window top_k_contexts return.  top_examples.parquet holds the numbers and the

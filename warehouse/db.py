@@ -51,6 +51,13 @@ def _duckdb_connect(
 
 def create_database(directory: Path, root: Path) -> None:
     """Write `warehouse.duckdb` with the views (over `root`), the native tables and the macros."""
+    finish_database(start_database(directory, root), root)
+
+
+def start_database(directory: Path, root: Path) -> duckdb.DuckDBPyConnection:
+    """Create `warehouse.duckdb` with the native copy of the reviews (sql/native_reviews.sql),
+    which needs only `reviews.parquet`: the build runs this beside its last Parquet
+    writes.  Returns the open connection for `finish_database`."""
     path = Path(directory) / DB_FILE
     path.unlink(missing_ok=True)
     # The newest storage format (the file needs DuckDB >= 1.2 to open; the project pins
@@ -59,6 +66,17 @@ def create_database(directory: Path, root: Path) -> None:
     # directory): at 47M tokens 512 MB let it hold 400 MB, 128 MB 270 MB (and 40% more
     # time); at 5M tokens it holds ~225 MB either way.
     con = _duckdb_connect(path, config={"storage_compatibility_version": "latest", "memory_limit": "256MB"})
+    try:
+        for stmt in _render_schema(Path(root), "native_reviews.sql"):
+            con.execute(stmt)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def finish_database(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    """The views, the other native tables and the macros, in `start_database`'s file."""
     try:
         for stmt in _render_schema(Path(root)):
             con.execute(stmt)
