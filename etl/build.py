@@ -148,8 +148,10 @@ def _map_reviews(f, npz_ids: np.ndarray, work: Path, chunk: int, progress: bool)
     rev = f["rev_idx"]
     n = rev.shape[0]
     # (space reserved up front: a full disk is an error, not a SIGBUS; see etl.staging)
-    review_of = open_memmap_reserved(work / "token_review.npy", np.int32, (n,))
-    position = open_memmap_reserved(work / "token_position.npy", np.int32, (n,))
+    # Written with pwrite, not through the maps: a written page of a map stays in the
+    # process's RSS until unmapped (380 MB for the two at 47M tokens).
+    review_of = _NpyWriter(open_memmap_reserved(work / "token_review.npy", np.int32, (n,)))
+    position = _NpyWriter(open_memmap_reserved(work / "token_position.npy", np.int32, (n,)))
     # Character offsets of every token, filled by the explode workers (see _write_tokens).
     open_memmap_reserved(work / "token_offsets.npy", np.int32, (n, 2)).flush()
     counts = np.zeros(max(len(ids), 1024), np.int64)
@@ -182,14 +184,35 @@ def _map_reviews(f, npz_ids: np.ndarray, work: Path, chunk: int, progress: bool)
         np.add.at(counts, run_idx, lens)
         np.minimum.at(first, run_idx, s + starts)
         np.maximum.at(last, run_idx, s + starts + lens - 1)
-        review_of[s : s + m] = np.repeat(run_idx, lens)
-        position[s : s + m] = np.repeat(run_offset - starts, lens) + np.arange(m)
+        review_of.write(s, np.repeat(run_idx, lens))
+        position.write(s, np.repeat(run_offset - starts, lens) + np.arange(m))
         bar.update(s + m)
     bar.close()
-    review_of.flush()
-    position.flush()
+    review_of.close()
+    position.close()
     r = len(ids)
     return np.array(ids, dtype=object), counts[:r], first[:r], last[:r]
+
+
+class _NpyWriter:
+    """Writes rows of a 1-D .npy file made by `open_memmap_reserved`, at their offsets."""
+
+    def __init__(self, made: np.memmap):
+        self._path, self._at, self._dtype = made.filename, made.offset, made.dtype
+        del made  # unmapped before a page is written
+        self._fd = os.open(self._path, os.O_WRONLY)
+
+    def write(self, row: int, values: np.ndarray) -> None:
+        data = memoryview(np.ascontiguousarray(values, self._dtype)).cast("B")
+        at = self._at + row * self._dtype.itemsize
+        while data:
+            done = os.pwrite(self._fd, data, at)
+            if done == 0:
+                raise OSError(errno.EIO, f"{self._path}: write made no progress")
+            data, at = data[done:], at + done
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 # --------------------------------------------------------------------------- phase 2
@@ -616,7 +639,7 @@ def _write_tokens(
     the merge finds the windows of the top examples' contexts."""
     uniq, inv = np.unique(reviews, return_inverse=True)
     has_text = uniq < n_npz
-    enc = tok.encode_flat(texts.take(pa.array(uniq[has_text])).to_pylist())
+    enc = tok.encode_flat(_texts_at(texts, uniq[has_text]))
     lens = np.zeros(len(uniq), np.int64)
     lens[has_text] = enc.lens
     text_lens.append((uniq[has_text], np.asarray(enc.lens, np.int64)))
@@ -1389,10 +1412,10 @@ def build_warehouse(
         # Texts of token-less NPZ reviews are tokenized too, so n_text_tokens is complete.
         missing_len = np.flatnonzero(text_lens[:n_npz] < 0)
         if len(missing_len):
-            counts = load_tokenizer(tokenizer).count_tokens(texts.take(pa.array(missing_len)).to_pylist())
+            counts = load_tokenizer(tokenizer).count_tokens(_texts_at(texts, missing_len))
             text_lens[missing_len] = counts
         alignment = _alignment(n_tok, text_lens, n_npz)
-        _write_reviews(staging, meta, texts, review_ids, n_tok, first, last, text_lens, alignment)
+        _write_reviews(staging, meta, work, review_ids, n_tok, first, last, text_lens, alignment)
         # The merge needs none of the NPZ; its workers fork from this process.
         del meta, texts
         _release_free_memory()
@@ -1464,11 +1487,13 @@ def build_warehouse(
 
 
 def _release_free_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them)."""
+    """Collect garbage and hand freed heap pages back to the OS (glibc and Arrow's
+    allocator keep them: forked workers would count them in their RSS)."""
     import ctypes
     import gc
 
     gc.collect()
+    pa.default_memory_pool().release_unused()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
@@ -1570,6 +1595,26 @@ def _texts_to_arrow(texts: NpzStrings, path: Path) -> pa.ChunkedArray:
     return ipc.open_file(pa.memory_map(str(path))).read_all().column("text")
 
 
+def _texts_at(texts: pa.ChunkedArray, rows: np.ndarray) -> list[str]:
+    """`texts.take(rows).to_pylist()` chunk by chunk.  ChunkedArray.take concatenates
+    the chunks first: at full size every call copied all 190 MB of texts (and made
+    every page of the mapping resident)."""
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = np.asarray(rows, np.int64)[order]
+    ends = np.cumsum([len(c) for c in texts.chunks], dtype=np.int64)
+    cuts = np.searchsorted(sorted_rows, ends)
+    picked: list[str] = []
+    start = lo = 0
+    for chunk, end, hi in zip(texts.chunks, ends.tolist(), cuts.tolist()):
+        if hi > lo:
+            picked += chunk.take(pa.array(sorted_rows[lo:hi] - start)).to_pylist()
+        start, lo = end, hi
+    out: list[str] = [""] * len(picked)
+    for i, text in zip(order.tolist(), picked):
+        out[i] = text
+    return out
+
+
 def _open_texts(work: Path) -> pa.ChunkedArray:
     """The texts `_texts_to_arrow` wrote, memory-mapped afresh (no copy)."""
     import pyarrow.ipc as ipc
@@ -1577,7 +1622,10 @@ def _open_texts(work: Path) -> pa.ChunkedArray:
     return ipc.open_file(pa.memory_map(str(work / "texts.arrow"))).read_all().column("text")
 
 
-def _write_reviews(staging, meta, texts, review_ids, n_tok, first, last, text_lens, alignment):
+def _write_reviews(staging, meta, work, review_ids, n_tok, first, last, text_lens, alignment):
+    """`reviews.parquet`, a row group at a time: the texts (memory-mapped) are cast to
+    `string` and their pages mapped one row group at a time, so neither a second copy
+    of them nor all their pages (190 MB at full size) are in the main process at once."""
     n_npz, n_all = len(meta["review_ids"]), len(review_ids)
     extra = n_all - n_npz
 
@@ -1589,7 +1637,7 @@ def _write_reviews(staging, meta, texts, review_ids, n_tok, first, last, text_le
         {
             "review_idx": np.arange(n_all, dtype=np.int32),
             "review_id": review_ids,
-            "text": pa.chunked_array(texts.cast(pa.string()).chunks + [pa.nulls(extra, pa.string())]),
+            "text": pa.nulls(n_all, pa.string()),  # filled per row group below
             "stars": padded(meta["stars"], pa.int32()),
             "useful": padded(meta["useful"], pa.int32()),
             "user_id": padded(meta["user_ids"], pa.string()),
@@ -1603,7 +1651,18 @@ def _write_reviews(staging, meta, texts, review_ids, n_tok, first, last, text_le
             "contiguous": has & (last - first + 1 == n_tok),
         }
     )
-    pq.write_table(table, staging / "reviews.parquet", compression="zstd", row_group_size=16384)
+    text_at = table.schema.get_field_index("text")
+    step = 16384
+    with pq.ParquetWriter(staging / "reviews.parquet", table.schema, compression="zstd") as writer:
+        for at in range(0, n_all, step):
+            texts = _open_texts(work)
+            part = texts.slice(at, max(0, min(step, n_npz - at)))
+            text = pa.chunked_array(
+                part.cast(pa.string()).chunks + [pa.nulls(min(step, n_all - at) - len(part), pa.string())],
+                pa.string(),
+            )
+            writer.write_table(table.slice(at, step).set_column(text_at, "text", text), row_group_size=step)
+            del texts, part, text
 
 
 def _write_feature_tables(staging: Path, merged: list[dict], n_tokens: int, n_rev: int) -> None:

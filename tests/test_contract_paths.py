@@ -123,6 +123,23 @@ def test_fast_path_plans_skip_the_scans(wh, sql):
     assert "READ_PARQUET" not in plan, plan
 
 
+def test_texts_taken_chunk_by_chunk():
+    """The build reads texts from a memory-mapped file of 64K-text chunks, by review:
+    any order, repeats, empty chunks and chunk boundaries give ChunkedArray.take's
+    answer (which it avoids: that take copies every chunk first)."""
+    import pyarrow as pa
+
+    from etl.build import _texts_at
+
+    texts = pa.chunked_array(
+        [pa.array(["a", "b", "c"], pa.large_string()), pa.array([], pa.large_string()),
+         pa.array(["d", None, "é"], pa.large_string())]
+    )
+    for rows in ([5, 0, 2, 3], [], [1], [3, 3, 0], [2, 3], list(range(6))[::-1]):
+        want = texts.take(pa.array(rows, pa.int64())).to_pylist()
+        assert _texts_at(texts, np.array(rows, np.int64)) == want, rows
+
+
 def test_top_examples_native_is_stored_in_feature_rank_order(wh):
     """sql/native.sql loads top_examples_native without ORDER BY, relying on DuckDB's
     insertion order of one scanned file: its zone maps prune on feature only if the
