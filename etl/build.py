@@ -62,9 +62,12 @@ SCHEMA_VERSION = 4  # 2: review_top_features, top_examples contexts, native copi
 # 4: contexts cut by the top_examples view; reviews_native holds the texts
 REVIEW_TOP = 100  # strongest features materialized per review; sql/macros.sql agrees
 DEFAULT_BEFORE, DEFAULT_AFTER = 20, 10  # top_k_contexts' default window, materialized
-_MERGE_BLOCK_ROWS = 1 << 21
-_MERGE_WINDOW_ROWS = 1 << 23  # spill rows read at once by a merge worker (64 MB)
-_PAIR_GROUP = 1 << 21  # (feature, review) pairs per batch of the review statistics
+# A merge worker's memory is set by these caps, not by the bucket: small enough that a
+# 5M-token build's buckets reach them too, so its peak is the full size's (a merge
+# worker sampled 0.75 GB at 47M tokens against 0.3 at 5M with 4x larger caps).
+_MERGE_BLOCK_ROWS = 1 << 20
+_MERGE_WINDOW_ROWS = 1 << 21  # spill rows read at once by a merge worker (24 MB)
+_PAIR_GROUP = 1 << 19  # (feature, review) pairs per batch of the review statistics
 _SPILL_COLUMNS = 3  # token_pos, value, review_idx: 4 bytes each, per run and bucket
 _GATHER_WINDOW_ROWS = 1 << 22  # rows of a token array read at once for the top examples
 _ACTIVATION_ROW_GROUP = 1 << 17
