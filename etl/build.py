@@ -1252,8 +1252,12 @@ def _write_review_top_partials(staging: Path, work: Path, workers: int, n_review
 # --------------------------------------------------------------------------- orchestration
 
 
-def _run_parallel(fn, args: list[tuple], workers: int, bar: Progress, counter) -> list:
+def _run_parallel(fn, args: list[tuple], workers: int, bar: Progress, counter, started=None) -> list:
+    """`fn(*a)` for each of `args`, in `workers` forked processes; `started()` is called
+    once they exist (the caller may start threads then)."""
     if workers <= 1 or len(args) <= 1:
+        if started is not None:
+            started()
         out = []
         for a in args:
             out.append(fn(*a))
@@ -1263,6 +1267,8 @@ def _run_parallel(fn, args: list[tuple], workers: int, bar: Progress, counter) -
     with signals_for_forked_workers():
         pool = ctx.Pool(workers, initializer=worker_init, initargs=(os.getpid(),))
     with pool:
+        if started is not None:
+            started()
         pending = pool.starmap_async(fn, args, chunksize=1)
         while not pending.ready():
             pending.wait(0.25)
@@ -1433,16 +1439,26 @@ def build_warehouse(
         feature_rows = sum(r["feature_rows"] for r in results)
         bucket_rows = np.add.reduceat(feature_rows, np.arange(0, n_latents, BUCKET_WIDTH))
         by_size = np.argsort(-bucket_rows, kind="stable").tolist()
-        merged = _run_parallel(_merge_bucket, [(b,) for b in by_size], workers, bar, counter)
-        bar.close()
-        phases["merge"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        # DuckDB copies the reviews (its own threads, no GIL) while the last Parquet
-        # files are written: 0.5 s of the build's serial end at 5M tokens, 3 s at 47M.
-        with ThreadPoolExecutor(1) as pool:
-            database = pool.submit(start_database, staging, staging)
+        # DuckDB copies the reviews (its own threads, no GIL) while the workers merge, in
+        # this otherwise idle process: 0.5 s of the build's serial end at 5M tokens, 3 s
+        # at 47M, and its memory (up to 0.3 GB at 47M) no longer adds to the top
+        # examples' at the end.  Started once the pool has forked its workers: a fork
+        # beside a running thread could copy a lock it holds.
+        with ThreadPoolExecutor(1) as db_thread:
+            database: list = []
             try:
+                merged = _run_parallel(
+                    _merge_bucket,
+                    [(b,) for b in by_size],
+                    workers,
+                    bar,
+                    counter,
+                    started=lambda: database.append(db_thread.submit(start_database, staging, staging)),
+                )
+                bar.close()
+                phases["merge"] = time.perf_counter() - t0
+
+                t0 = time.perf_counter()
                 _write_feature_tables(staging, merged, n_tokens, int((n_tok > 0).sum()))
                 _write_top_examples(staging, work, n_buckets, n_tok, star_code, star_values)
                 _write_review_top_partials(staging, work, workers, n_all)
@@ -1451,10 +1467,11 @@ def build_warehouse(
                     # Not one active slot: an empty file keeps the activations view's glob valid.
                     _activation_writer(staging / "activations" / "bucket=0" / "part-0.parquet").close()
             except BaseException:
-                if database.exception() is None:  # waits for it; the file goes with the staging
-                    database.result().close()
+                if database:
+                    database[0].exception()  # waits for it; the file goes with the staging
                 raise
-        finish_database(database.result(), staging)
+        database[0].result()
+        finish_database(staging, staging)
         shutil.rmtree(work)
         summary.n_reviews = n_all
         summary.n_reviews_with_tokens = int((n_tok > 0).sum())

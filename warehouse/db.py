@@ -51,32 +51,35 @@ def _duckdb_connect(
 
 def create_database(directory: Path, root: Path) -> None:
     """Write `warehouse.duckdb` with the views (over `root`), the native tables and the macros."""
-    finish_database(start_database(directory, root), root)
+    start_database(directory, root)
+    finish_database(directory, root)
 
 
-def start_database(directory: Path, root: Path) -> duckdb.DuckDBPyConnection:
+# The newest storage format (the file needs DuckDB >= 1.2 to open; the project pins its
+# DuckDB and DuckDB CLI).  The memory limit bounds the build's steps here, which copy
+# every review text (DuckDB spills past it, to <database>.tmp in the staging directory):
+# at 47M tokens 512 MB let it hold 400 MB, 128 MB 270 MB (and 40% more time); at 5M
+# tokens it holds ~225 MB either way.
+_BUILD_CONFIG = {"storage_compatibility_version": "latest", "memory_limit": "256MB"}
+
+
+def start_database(directory: Path, root: Path) -> None:
     """Create `warehouse.duckdb` with the native copy of the reviews (sql/native_reviews.sql),
-    which needs only `reviews.parquet`: the build runs this beside its last Parquet
-    writes.  Returns the open connection for `finish_database`."""
+    which needs only `reviews.parquet`: the build runs this while its workers merge.
+    The connection is closed after it, so DuckDB's memory is not held until the end."""
     path = Path(directory) / DB_FILE
     path.unlink(missing_ok=True)
-    # The newest storage format (the file needs DuckDB >= 1.2 to open; the project pins
-    # its DuckDB and DuckDB CLI).  The memory limit bounds the build's last step, which
-    # copies every review text (DuckDB spills past it, to <database>.tmp in the staging
-    # directory): at 47M tokens 512 MB let it hold 400 MB, 128 MB 270 MB (and 40% more
-    # time); at 5M tokens it holds ~225 MB either way.
-    con = _duckdb_connect(path, config={"storage_compatibility_version": "latest", "memory_limit": "256MB"})
+    con = _duckdb_connect(path, config=_BUILD_CONFIG)
     try:
         for stmt in _render_schema(Path(root), "native_reviews.sql"):
             con.execute(stmt)
-    except BaseException:
+    finally:
         con.close()
-        raise
-    return con
 
 
-def finish_database(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+def finish_database(directory: Path, root: Path) -> None:
     """The views, the other native tables and the macros, in `start_database`'s file."""
+    con = _duckdb_connect(Path(directory) / DB_FILE, config=_BUILD_CONFIG)
     try:
         for stmt in _render_schema(Path(root)):
             con.execute(stmt)
