@@ -97,11 +97,7 @@ def _read_npy_member(zf: zipfile.ZipFile, member: str, npz: Path, key: str) -> n
     except _ZIP_READ_ERRORS as exc:
         raise InputError(f"{npz}: array {key!r} cannot be read from the zip ({exc})") from None
     try:
-        version = np.lib.format.read_magic(data)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(data)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(data)
+        shape, fortran, dtype = _npy_header(data)
     except ValueError as exc:
         raise InputError(f"{npz}: array {key!r} is not a valid .npy member ({exc})") from None
     if dtype.hasobject:
@@ -211,14 +207,18 @@ def _identity(path: Path) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def _npy_header(fh) -> tuple:
+    """(shape, fortran order, dtype) of a .npy stream, read past its header."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(fh)
+    return np.lib.format.read_array_header_2_0(fh)
+
+
 def _skip_object_header(fh) -> bool:
     """Read past the .npy header; whether it announces an object array."""
     try:
-        version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            _, _, dtype = np.lib.format.read_array_header_1_0(fh)
-        else:
-            _, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        _, _, dtype = _npy_header(fh)
     except ValueError:
         return False
     return dtype == np.dtype(object)
