@@ -49,12 +49,6 @@ def _duckdb_connect(
     return con
 
 
-def create_database(directory: Path, root: Path) -> None:
-    """Write `warehouse.duckdb` with the views (over `root`), the native tables and the macros."""
-    start_database(directory, root)
-    finish_database(directory, root)
-
-
 # The newest storage format (the file needs DuckDB >= 1.2 to open; the project pins its
 # DuckDB and DuckDB CLI).  The memory limit bounds the build's steps here, which copy
 # every review text (DuckDB spills past it, to <database>.tmp in the staging directory):
