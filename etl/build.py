@@ -69,7 +69,7 @@ _MERGE_BLOCK_ROWS = 1 << 20
 _MERGE_WINDOW_ROWS = 1 << 21  # spill rows read at once by a merge worker (24 MB)
 _PAIR_GROUP = 1 << 19  # (feature, review) pairs per batch of the review statistics
 _SPILL_COLUMNS = 3  # token_pos, value, review_idx: 4 bytes each, per run and bucket
-_GATHER_WINDOW_ROWS = 1 << 22  # rows of a token array read at once for the top examples
+_GATHER_WINDOW_BYTES = 1 << 24  # of a token array, read at once for the top examples
 _ACTIVATION_ROW_GROUP = 1 << 17
 _REVIEW_TOP_ROW_GROUP = 1 << 17
 _SORT_BLOCK_TOKENS = 1 << 15
@@ -155,8 +155,9 @@ def _map_reviews(f, npz_ids: np.ndarray, work: Path, chunk: int, progress: bool)
     # process's RSS until unmapped (380 MB for the two at 47M tokens).
     review_of = _NpyWriter(open_memmap_reserved(work / "token_review.npy", np.int32, (n,)))
     position = _NpyWriter(open_memmap_reserved(work / "token_position.npy", np.int32, (n,)))
-    # Character offsets of every token, filled by the explode workers (see _write_tokens).
-    open_memmap_reserved(work / "token_offsets.npy", np.int32, (n, 2)).flush()
+    # Each token's character offsets and those of its default context window, filled by
+    # the explode workers (see _write_tokens), read for the top examples.
+    open_memmap_reserved(work / "token_bounds.npy", np.int32, (n, 4)).flush()
     counts = np.zeros(max(len(ids), 1024), np.int64)
     first = np.full(len(counts), np.iinfo(np.int64).max, np.int64)
     last = np.full(len(counts), -1, np.int64)
@@ -198,16 +199,17 @@ def _map_reviews(f, npz_ids: np.ndarray, work: Path, chunk: int, progress: bool)
 
 
 class _NpyWriter:
-    """Writes rows of a 1-D .npy file made by `open_memmap_reserved`, at their offsets."""
+    """Writes rows of a .npy file made by `open_memmap_reserved`, at their offsets."""
 
     def __init__(self, made: np.memmap):
         self._path, self._at, self._dtype = made.filename, made.offset, made.dtype
+        self._row_bytes = made.dtype.itemsize * int(np.prod(made.shape[1:], dtype=np.int64))
         del made  # unmapped before a page is written
         self._fd = os.open(self._path, os.O_WRONLY)
 
     def write(self, row: int, values: np.ndarray) -> None:
         data = memoryview(np.ascontiguousarray(values, self._dtype)).cast("B")
-        at = self._at + row * self._dtype.itemsize
+        at = self._at + row * self._row_bytes
         while data:
             done = os.pwrite(self._fd, data, at)
             if done == 0:
@@ -240,11 +242,6 @@ _REVIEW_TOP_SCHEMA = pa.schema(
         ("n_tokens_active", pa.int64()),
     ]
 )
-
-
-def _review_base(n_tokens_of: np.ndarray) -> np.ndarray:
-    """Row of each review's position 0 in `token_offsets.npy` (reviews laid end to end)."""
-    return _excl_cumsum(np.asarray(n_tokens_of, np.int64))
 
 
 def _screen_chunk(idx: np.ndarray, val: np.ndarray, n_latents: int) -> bool:
@@ -457,7 +454,6 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
     tok = load_tokenizer(st["tokenizer"])
     vocab = pa.array(tok.vocab_strings, pa.string())
     n_tokens_of, n_npz = st["n_tokens_of"], st["n_npz"]
-    review_base = _review_base(n_tokens_of)
     bucket_edges = np.arange(0, n_latents + BUCKET_WIDTH, BUCKET_WIDTH).clip(max=n_latents)
     n_buckets = len(bucket_edges) - 1
 
@@ -498,6 +494,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
             "n_tokens_active": "DELTA_BINARY_PACKED",
         },
     )
+    bounds_out = _NpyWriter(np.load(work / "token_bounds.npy", mmap_mode="r"))
     h5 = st["h5"]
     try:
         with h5py.File(h5, "r") as f:
@@ -580,8 +577,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                     s,
                     reviews,
                     np.array(np.load(work / "token_position.npy", mmap_mode="r")[s:e]),
-                    np.load(work / "token_offsets.npy", mmap_mode="r+"),
-                    review_base,
+                    bounds_out,
                 )
                 st["counter"].value += e - s
     finally:
@@ -590,6 +586,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
         for fd in spills.values():
             os.close(fd)
         os.close(runs_fd)
+        bounds_out.close()
     files = [_finished_file(st["staging"], Path(w.where)) for w in (writer, top_writer)]
     if partials:
         part = [np.concatenate(c) for c in zip(*partials)]
@@ -634,12 +631,10 @@ def _raise_open_file_limit(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
 
 
-def _write_tokens(
-    writer, tok, vocab, texts, n_npz, n_tokens_of, text_lens, s, reviews, pos, offsets, review_base
-):
-    """The chunk's `tokens` rows; also each token's character offsets into
-    `token_offsets.npy` (row review_base[review] + position, -1 when not trusted), where
-    the merge finds the windows of the top examples' contexts."""
+def _write_tokens(writer, tok, vocab, texts, n_npz, n_tokens_of, text_lens, s, reviews, pos, bounds_out):
+    """The chunk's `tokens` rows; also, into `token_bounds.npy` at the chunk's rows, each
+    token's character offsets and those of its default context window (-1 when not
+    trusted), from which `_write_top_examples` takes the top examples' contexts."""
     uniq, inv = np.unique(reviews, return_inverse=True)
     has_text = uniq < n_npz
     enc = tok.encode_flat(_texts_at(texts, uniq[has_text]))
@@ -647,22 +642,29 @@ def _write_tokens(
     lens[has_text] = enc.lens
     text_lens.append((uniq[has_text], np.asarray(enc.lens, np.int64)))
     # Offsets are only trusted when the H5 tokens are a prefix of the text's tokens.
-    aligned = has_text & (n_tokens_of[uniq] <= lens)
+    n_h5 = n_tokens_of[uniq]
+    aligned = has_text & (n_h5 <= lens)
     base = np.zeros(len(uniq), np.int64)
     base[has_text] = _excl_cumsum(enc.lens)
     ids, starts, ends = enc.ids, enc.starts, enc.ends
     valid = aligned[inv] & (pos < lens[inv])
-    gi = np.where(valid, base[inv] + pos, 0)
     mask = ~valid
+    bounds = np.full((len(pos), 4), -1, np.int32)
     if len(ids):
+        row = base[inv]
+        gi = np.where(valid, row + pos, 0)
         tid, cs, ce = ids[gi], starts[gi], ends[gi]
+        # The window: DEFAULT_BEFORE tokens before, DEFAULT_AFTER after, clipped to the
+        # review's H5 tokens (a trusted review's are all within its text's).
+        lo = np.where(valid, row + np.maximum(pos - DEFAULT_BEFORE, 0), 0)
+        hi = np.where(valid, row + np.minimum(pos + DEFAULT_AFTER, n_h5[inv] - 1), 0)
+        for j, col in enumerate((starts[lo], cs, ce, ends[hi])):
+            np.copyto(bounds[:, j], col, where=valid)
     else:
         tid = cs = ce = np.zeros(len(pos), np.int32)
+    bounds_out.write(s, bounds)
     token_id = pa.array(tid, mask=mask)
     token = vocab.take(token_id)
-    slot = review_base[reviews] + pos
-    offsets[slot, 0] = np.where(valid, cs, -1)
-    offsets[slot, 1] = np.where(valid, ce, -1)
     writer.write_table(
         pa.table(
             {
@@ -743,47 +745,32 @@ def _top_per_feature(f, tp, rv, v, k: int):
     return f[keep], tp[keep], rv[keep], v[keep], rank[keep]
 
 
-def _context_bounds(offsets: Path, base, n_tok, review_idx, pos, before: int, after: int):
-    """Character offsets (window start, token start, token end, window end) of tokens
-    given by (review, position), the window clipped to the review's H5 tokens, and a
-    mask of the tokens whose offsets are not trusted.  `offsets` is `token_offsets.npy`
-    (each review's tokens a run of rows, from `base[review]`)."""
-    b = base[review_idx]
-    order = np.argsort(b + pos)
-    # In this order the windows' first and last rows ascend too (the rows of a review lie
-    # between those of the reviews before and after it): one sort serves three lookups.
-    b, pos, n = b[order], pos[order], n_tok[review_idx[order]]
-    me = _gather_npy(offsets, b + pos)
-    first = _gather_npy(offsets, b + np.maximum(pos - before, 0))[:, 0]
-    last = _gather_npy(offsets, b + np.minimum(pos + after, n - 1))[:, 1]
-    out = np.empty((4, len(order)), me.dtype)
-    out[:, order] = first, me[:, 0], me[:, 1], last
-    return out[0], out[1], out[2], out[3], out[1] < 0
-
-
 def _gather_npy(path: Path, index: np.ndarray) -> np.ndarray:
     """`np.load(path)[index]` for an ascending `index`, reading the file once, in order, a
     window at a time.
 
     A memory map would page-fault the rows in and keep every touched page in the
-    process's RSS until unmapped; this holds one window (16 MB of int32 rows) and the
-    answer, whatever the file's size.
+    process's RSS until unmapped; this holds one window (`_GATHER_WINDOW_BYTES`, reused)
+    and the answer, whatever the file's size.
     """
-    window_rows = _GATHER_WINDOW_ROWS
     header = np.load(path, mmap_mode="r")  # shape, dtype and data offset; no page read
     shape, dtype, start = header.shape, header.dtype, header.offset
     del header
-    row = int(np.prod(shape[1:], dtype=np.int64))
+    row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+    window_rows = max(1, _GATHER_WINDOW_BYTES // row_bytes)
     out = np.empty((len(index),) + tuple(shape[1:]), dtype)
     edges = np.searchsorted(index, np.arange(0, shape[0] + window_rows, window_rows))
-    with open(path, "rb") as fh:
+    block = np.empty((min(window_rows, shape[0]),) + tuple(shape[1:]), dtype)
+    with open(path, "rb", buffering=0) as fh:
         for w in np.flatnonzero(np.diff(edges)).tolist():
             lo = w * window_rows
-            count = min(window_rows, shape[0] - lo) * row
-            block = np.fromfile(fh, dtype, count, offset=start + lo * row * dtype.itemsize - fh.tell())
-            block = block.reshape((-1,) + tuple(shape[1:]))
+            rows = min(window_rows, shape[0] - lo)
+            view = memoryview(block[:rows]).cast("B")
+            got = os.preadv(fh.fileno(), [view], start + lo * row_bytes)
+            if got != len(view):
+                raise OSError(errno.EIO, f"{path}: short read ({got} of {len(view)} bytes)")
             a, b = edges[w], edges[w + 1]
-            out[a:b] = block[index[a:b] - lo]
+            np.take(block, index[a:b] - lo, axis=0, out=out[a:b])
     return out
 
 
@@ -1103,24 +1090,14 @@ class _BucketPairs:
         self.sum_max[a * n_star : b * n_star] = np.bincount(key, weights=weights, minlength=(b - a) * n_star)
 
 
-_TOP_PART_DTYPE = np.dtype(
-    [
-        ("feature", np.int32),
-        ("rank", np.int32),
-        ("token_pos", np.int64),
-        ("review_idx", np.int32),
-        ("value", np.float32),
-    ]
-)
-
-
 def _write_top_part(st: dict, bucket: int, tf, trank, ttp, trv, tv) -> None:
-    """One bucket's top rows; `_write_top_examples` adds what they need from the token
+    """One bucket's top rows, as five uint32 rows (feature, rank, token_pos, review_idx
+    and the value's bits); `_write_top_examples` adds what they need from the token
     arrays in one pass over them (per bucket, the lookups page-faulted ~25K pages of
     arrays mapped afresh: 1.7 of the merge's CPU-seconds at 5M tokens)."""
-    part = np.empty(len(tf), _TOP_PART_DTYPE)
-    part["feature"], part["rank"], part["token_pos"] = tf, trank, ttp
-    part["review_idx"], part["value"] = trv, tv
+    part = np.empty((5, len(tf)), np.uint32)
+    part[0], part[1], part[2], part[3] = tf, trank, ttp, trv
+    part[4] = tv.astype(np.float32, copy=False).view(np.uint32)
     np.save(st["work"] / f"top-{bucket:05d}.npy", part)
 
 
@@ -1144,29 +1121,27 @@ def _empty_stars() -> dict:
     }
 
 
-def _write_top_examples(staging: Path, work: Path, n_buckets: int, n_tok, star_code, star_values) -> None:
-    """`top_examples.parquet` from the merge's per-bucket top rows, with each row's
+def _top_examples_table(work: Path, n_buckets: int, star_code, star_values) -> tuple[pa.Table, list[int]]:
+    """The rows of `top_examples` from the merge's per-bucket top rows, with each row's
     position, stars and the character offsets of the token and of its default window,
-    from which the `top_examples` view cuts the contexts top_k_contexts returns.  One
-    row group per bucket (64 features), so a feature's lookup decodes 6,400 rows."""
+    from which the `top_examples` view cuts the contexts top_k_contexts returns; and the
+    rows of each bucket."""
     parts = [work / f"top-{bucket:05d}.npy" for bucket in range(n_buckets)]
     parts = [np.load(p) for p in parts if p.exists()]
-    top = np.concatenate(parts) if parts else np.empty(0, _TOP_PART_DTYPE)
-    sizes = [len(p) for p in parts]
+    top = np.concatenate(parts, axis=1) if parts else np.zeros((5, 0), np.uint32)
+    sizes = [p.shape[1] for p in parts]
     del parts
-    tp, rv = top["token_pos"], top["review_idx"].astype(np.int64)
+    feature, rank, rv = (top[j].view(np.int32) for j in (0, 1, 3))
+    tp, value = top[2].astype(np.int64), top[4].view(np.float32)
     by_tp = np.argsort(tp)
-    pos = np.empty(len(tp), np.int64)
-    pos[by_tp] = _gather_npy(work / "token_position.npy", tp[by_tp])
-    lo, cs, ce, hi, untrusted = _context_bounds(
-        work / "token_offsets.npy",
-        _review_base(n_tok),
-        n_tok,
-        rv,
-        pos,
-        DEFAULT_BEFORE,
-        DEFAULT_AFTER,
-    )
+    tp_sorted = tp[by_tp]
+    pos = np.empty(len(tp), np.int32)
+    pos[by_tp] = _gather_npy(work / "token_position.npy", tp_sorted)
+    bounds = np.empty((len(tp), 4), np.int32)
+    bounds[by_tp] = _gather_npy(work / "token_bounds.npy", tp_sorted)
+    del tp_sorted, by_tp
+    lo, cs, ce, hi = bounds.T
+    untrusted = cs < 0
     code = star_code[rv]
     stars = np.where(code >= 0, star_values[np.maximum(code, 0)], 0).astype(np.int32)
 
@@ -1175,12 +1150,12 @@ def _write_top_examples(staging: Path, work: Path, n_buckets: int, n_tok, star_c
 
     table = pa.table(
         {
-            "feature": top["feature"],
-            "rank": top["rank"],
+            "feature": feature,
+            "rank": rank,
             "token_pos": tp,
-            "review_idx": top["review_idx"],
-            "value": top["value"],
-            "position": pos.astype(np.int32),
+            "review_idx": rv,
+            "value": value,
+            "position": pos,
             "stars": pa.array(stars, pa.int32(), mask=code < 0),
             "char_start": offsets(cs),
             "char_end": offsets(ce),
@@ -1189,6 +1164,12 @@ def _write_top_examples(staging: Path, work: Path, n_buckets: int, n_tok, star_c
         },
         schema=_TOP_SCHEMA,
     )
+    return table, sizes
+
+
+def _write_top_examples(staging: Path, table: pa.Table, sizes: list[int]) -> None:
+    """`top_examples.parquet`: one row group per bucket (64 features), so a feature's
+    lookup decodes 6,400 rows."""
     writer = pq.ParquetWriter(
         staging / "top_examples.parquet",
         _TOP_SCHEMA,
@@ -1316,7 +1297,7 @@ def build_warehouse(
     `infer_latents` takes `n_latents` = max feature index + 1 from a first full pass
     over the H5 (which also checks every value before anything is written).
     """
-    from warehouse.db import finish_database, start_database, verify_warehouse
+    from warehouse.db import finish_database, load_top_examples, start_database, verify_warehouse
 
     started = time.perf_counter()
     h5, npz, target = Path(h5), Path(npz), Path(warehouse).absolute()
@@ -1459,18 +1440,24 @@ def build_warehouse(
                 phases["merge"] = time.perf_counter() - t0
 
                 t0 = time.perf_counter()
+                top, top_sizes = _top_examples_table(work, n_buckets, star_code, star_values)
+                # DuckDB copies the top examples (after the reviews: one thread) while
+                # this thread writes the Parquet files the views need.
+                database.append(db_thread.submit(load_top_examples, staging, staging, top))
+                _write_top_examples(staging, top, top_sizes)
                 _write_feature_tables(staging, merged, n_tokens, int((n_tok > 0).sum()))
-                _write_top_examples(staging, work, n_buckets, n_tok, star_code, star_values)
                 _write_review_top_partials(staging, work, workers, n_all)
                 write_review_stats(staging, merged)
                 if not any((staging / "activations").glob("*/*.parquet")):
                     # Not one active slot: an empty file keeps the activations view's glob valid.
                     _activation_writer(staging / "activations" / "bucket=0" / "part-0.parquet").close()
             except BaseException:
-                if database:
-                    database[0].exception()  # waits for it; the file goes with the staging
+                for job in database:
+                    job.exception()  # waits for it; the file goes with the staging
                 raise
-        database[0].result()
+        for job in database:
+            job.result()
+        del top
         finish_database(staging, staging)
         shutil.rmtree(work)
         summary.n_reviews = n_all

@@ -1,8 +1,7 @@
 -- name: native
 -- description: Native DuckDB tables for the macros' fast paths: top_examples (reviews: native_reviews.sql).
--- Made from the Parquet files in the same build (warehouse.db.finish_database runs this
--- file after native_reviews.sql and schema.sql, and before the macros, which read the
--- copies).  A Parquet lookup pays for its footer on every query (13 ms for
+-- Made in the build (warehouse.db.load_top_examples runs this file after
+-- native_reviews.sql and before schema.sql and the macros, which read the copies).  A Parquet lookup pays for its footer on every query (13 ms for
 -- top_examples' 377 row groups, 20 ms to find one review_id among 432K reviews); a
 -- native table's blocks stay cached, its zone maps prune on the sort key and review_id
 -- has an ART index (1-2 ms each, measured).
@@ -17,12 +16,14 @@
 -- 3.5 s of a 5M-token build (DuckDB's substring walks each text from its start, 7.2M
 -- times) and 110 MB of ZSTD strings; the texts cost 15 MB (5M tokens) to 150 MB (47M).
 -- review_id is not stored: the view joins it from reviews_native (20 rows: ~1 ms).
--- The file is written in (feature, rank) order and one scan of one file keeps its row
--- order (DuckDB's insertion-order guarantee), so the zone maps prune on feature.
+-- top_examples_rows is the build's Arrow table of the rows top_examples.parquet holds
+-- (registered by warehouse.db.load_top_examples, which runs while that file is written).
+-- It is in (feature, rank) order and one scan keeps its row order (DuckDB's
+-- insertion-order guarantee), so the zone maps prune on feature.
 CREATE OR REPLACE TABLE top_examples_native AS
 SELECT feature, rank, token_pos, review_idx, value, position, stars,
        context_start, char_start, char_end, context_end
-FROM read_parquet({{root}} || '/top_examples.parquet');
+FROM top_examples_rows;
 
 -- The macros' fast paths read this view: a filter on feature and rank reaches the
 -- table's zone maps through it.  Contexts are NULL where the offsets are (tokens not

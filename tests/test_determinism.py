@@ -97,6 +97,6 @@ def test_merge_windows_and_blocks_change_no_byte(inputs, tmp_path, monkeypatch):
     monkeypatch.setattr(build, "_MERGE_WINDOW_ROWS", 3)
     monkeypatch.setattr(build, "_MERGE_BLOCK_ROWS", 2)
     monkeypatch.setattr(build, "_PAIR_GROUP", 2)
-    monkeypatch.setattr(build, "_GATHER_WINDOW_ROWS", 5)
+    monkeypatch.setattr(build, "_GATHER_WINDOW_BYTES", 20)
     small = _build(inputs, tmp_path / "small", workers=2, chunk_tokens=50)
     assert _parquet_hashes(small) == ref
