@@ -1079,15 +1079,10 @@ class _BucketPairs:
         st, n_star = self.st, self.n_star
         f = rf - a
         part = bucket_review_stats(f, rr, rm, self.f_lo + a, b - a, st["star_code"], st["star_values"])
+        self.per_star[a * n_star : b * n_star] = part.pop("per_star")
+        self.sum_max[a * n_star : b * n_star] = part.pop("sum_max")
         part.update(pair_stats(f, rr, rc, b - a, st["groups"]))
         self.parts.append(part)
-        code = st["star_code"][rr]
-        rated = code >= 0
-        key = f[rated].astype(np.int64) * n_star + code[rated]
-        # Each (feature, star) bin is summed in the order of its pairs, as over the bucket.
-        self.per_star[a * n_star : b * n_star] = np.bincount(key, minlength=(b - a) * n_star)
-        weights = rm[rated].astype(np.float64)
-        self.sum_max[a * n_star : b * n_star] = np.bincount(key, weights=weights, minlength=(b - a) * n_star)
 
 
 def _write_top_part(st: dict, bucket: int, tf, trank, ttp, trv, tv) -> None:

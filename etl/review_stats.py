@@ -167,7 +167,9 @@ def bucket_review_stats(
     `rf` is the feature offset within the bucket, `rr` the review_idx and `rm` the
     review's max activation, one entry per (feature, review) pair; `star_code[rr]` is
     the index of the review's rating in `star_values`, or -1 for a review without
-    tokens or rating.  Returns arrays of length `width`, keys prefixed `rs_`.
+    tokens or rating.  Returns arrays of length `width`, keys prefixed `rs_`, and
+    `per_star` / `sum_max`: rated active reviews and the sum of their `rm` per
+    (feature, star code), feature-major (width * number of star values).
     """
     g = _cached_star_groups(star_code, star_values)
     c_bits = g["c_bits"]
@@ -295,7 +297,13 @@ def bucket_review_stats(
     if not syy > 0:
         spearman[:] = np.nan
 
+    # Per (feature, star): rated active reviews and the sum of their max values, for
+    # feature_stars (the values are the keys' middle 32 bits).
+    max_value = (key >> np.uint64(c_bits)).astype(np.uint32).view(np.float32)
+    sum_max = np.bincount(feature_star, weights=max_value, minlength=width * n_star)
     return {
+        "per_star": per_star.reshape(-1),
+        "sum_max": sum_max,
         "rs_feature": np.arange(f_lo, f_lo + width, dtype=np.int64),
         "rs_n_rated_active": a_all.astype(np.int64),
         "rs_n_low_active": a_low.astype(np.int64),
