@@ -243,36 +243,46 @@ def exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
-def _discard(path: Path, target: Path) -> None:
+def _to_trash(path: Path, target: Path) -> Path:
+    """Move a previous warehouse out of the way (where `clean_stale_staging` finds it
+    if this process dies before removing it); returns where it is now."""
     trash = target.parent / f".{target.name}.trash-{os.getpid()}"
     try:
         os.rename(path, trash)
     except OSError:
         trash = path
-    shutil.rmtree(trash, ignore_errors=True)
+    return trash
 
 
-def swap_into_place(staging: Path, target: Path) -> None:
-    """Publish the finished staging directory at `target`; a crash leaves old or new."""
+def swap_into_place(staging: Path, target: Path, discard: bool = True) -> Path | None:
+    """Publish the finished staging directory at `target`; a crash leaves old or new.
+
+    The previous warehouse is removed, or with `discard=False` moved aside and its
+    path returned for the caller to remove (`shutil.rmtree`) while it does other work.
+    """
     fsync_tree(staging)
     _fsync_dir(staging.parent)
     if not target.exists():
         os.rename(staging, target)
         _fsync_dir(target.parent)
-        return
+        return None
     if exchange(staging, target):
         _fsync_dir(target.parent)
-        _discard(staging, target)  # the staging name now holds the previous warehouse
-        return
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
-    os.rename(target, old)
-    try:
-        os.rename(staging, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    _fsync_dir(target.parent)
-    _discard(old, target)
+        old = staging  # the staging name now holds the previous warehouse
+    else:
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.rename(target, old)
+        try:
+            os.rename(staging, target)
+        except BaseException:
+            os.rename(old, target)
+            raise
+        _fsync_dir(target.parent)
+    trash = _to_trash(old, target)
+    if not discard:
+        return trash
+    shutil.rmtree(trash, ignore_errors=True)
+    return None
 
 
 # --------------------------------------------------------------------------- disk space

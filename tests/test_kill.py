@@ -291,9 +291,9 @@ if mode == "between-renames":
             os._exit(9)  # power cut right after target -> .old
     os.rename = rename
 elif mode == "after-exchange":
-    def discard(path, target):
-        os._exit(9)  # crash before the old warehouse is deleted
-    s._discard = discard
+    def to_trash(path, target):
+        os._exit(9)  # crash before the old warehouse is moved aside and deleted
+    s._to_trash = to_trash
 s.swap_into_place(staging, target)
 """
 

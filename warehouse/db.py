@@ -76,6 +76,11 @@ def load_top_examples(directory: Path, root: Path, rows) -> None:
     Arrow table of the top examples, in `start_database`'s file.  The build runs this
     while it writes the same rows to `top_examples.parquet` (DuckDB's threads need no
     GIL), where reading that file back cost the serial end of the build 0.6 s."""
+    import pyarrow as pa
+
+    # In batches of DuckDB's row-group size: one 2.4M-row batch loaded in 0.49 s, these
+    # in 0.26 (zero-copy slices; the rows keep their order either way).
+    rows = pa.Table.from_batches(rows.to_batches(max_chunksize=122_880), rows.schema)
     con = _duckdb_connect(Path(directory) / DB_FILE, config=_BUILD_CONFIG)
     try:
         con.register("top_examples_rows", rows)
