@@ -1244,7 +1244,7 @@ def _run_parallel(fn, args: list[tuple], workers: int, bar: Progress, counter, s
         return out
     ctx = multiprocessing.get_context("fork")
     with signals_for_forked_workers():
-        pool = ctx.Pool(workers, initializer=worker_init, initargs=(os.getpid(),))
+        pool = ctx.Pool(workers, initializer=_worker_start, initargs=(os.getpid(),))
     with pool:
         pending = pool.starmap_async(fn, args, chunksize=1)
         if started is not None:
@@ -1253,6 +1253,35 @@ def _run_parallel(fn, args: list[tuple], workers: int, bar: Progress, counter, s
             pending.wait(0.25)
             bar.update(counter.value)
         return pending.get()
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def _worker_start(parent_pid: int) -> None:
+    worker_init(parent_pid)
+    _keep_freed_memory()
+
+
+def _keep_freed_memory() -> None:
+    """Let this (worker) process's malloc keep the memory numpy frees for its next arrays.
+
+    By default glibc maps large blocks afresh and hands the free top of its heap back to
+    the OS, so the workers' temporaries (tens of MB, allocated and freed thousands of
+    times) were page-faulted in again and again: 1.1M minor faults and 6.4 s of system
+    time in a 5M-token build, against 285K and 4.9 s with these settings.  A worker then
+    holds its peak working set until it exits, which is what its RSS peaked at anyway.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest dynamic threshold
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    except (OSError, AttributeError):  # not glibc: its defaults stay
+        pass
 
 
 class _Counter:
