@@ -948,13 +948,18 @@ def _merge_bucket(bucket: int) -> dict:
         )
 
         # Candidates for the top examples: per feature, rows at or above its k-th value.
+        # Found feature by feature, as indices: the candidates are few, and a full-length
+        # mask (and the gather of each row's cut) cost more than the partitions.
         counts_here = np.diff(np.append(heads, total))
-        cut = np.full(width, -np.inf, np.float32)
-        for h, n, fid in zip(heads.tolist(), counts_here.tolist(), fids.tolist()):
+        keep = []
+        for h, n in zip(heads.tolist(), counts_here.tolist()):
             if n > TOP_MATERIALIZED:
                 seg = v[h : h + n]
-                cut[fid] = np.partition(seg, n - TOP_MATERIALIZED)[n - TOP_MATERIALIZED]
-        cand = v >= cut[f_local]
+                kth = np.partition(seg, n - TOP_MATERIALIZED)[n - TOP_MATERIALIZED]
+                keep.append(np.flatnonzero(seg >= kth) + h)
+            else:
+                keep.append(np.arange(h, h + n))
+        cand = np.concatenate(keep)
         top_parts.append((f_local[cand], tp[cand], rv[cand], v[cand]))
         if len(top_parts) > 8:
             top_parts = [_top_per_feature(*map(np.concatenate, zip(*top_parts)), TOP_MATERIALIZED)[:4]]

@@ -352,13 +352,23 @@ def group_concentration(
     gini = np.full(n_features, np.nan)
     if len(feature) == 0 or n_groups == 0:
         return n_distinct, share, gini
-    g_bits = int(n_groups - 1).bit_length()
-    key = _sorted_pairs(feature, group, g_bits, n_features)
-    heads = _heads(key)
-    cnt = np.diff(np.append(heads, len(key)))  # reviews per (feature, group)
+    # Reviews per (feature, group), in (feature, group) order.
+    bins = n_features * n_groups
+    if bins <= 2 * len(feature):
+        # Few groups (businesses, say): counting beats sorting.
+        per_bin = np.bincount(feature.astype(np.int64) * n_groups + group, minlength=bins)
+        distinct = np.flatnonzero(per_bin)
+        cnt = per_bin[distinct]
+        pair_feature = distinct // n_groups
+    else:
+        g_bits = int(n_groups - 1).bit_length()
+        key = _sorted_pairs(feature, group, g_bits, n_features)
+        heads = _heads(key)
+        cnt = np.diff(np.append(heads, len(key)))
+        pair_feature = key[heads] >> key.dtype.type(g_bits)
     # By feature, then count ascending: one sort of packed (feature, count) keys.
     c_bits = int(cnt.max()).bit_length()
-    packed = _sorted_pairs(key[heads] >> key.dtype.type(g_bits), cnt, c_bits, n_features)
+    packed = _sorted_pairs(pair_feature, cnt, c_bits, n_features)
     cnt = (packed & packed.dtype.type((1 << c_bits) - 1)).astype(np.int64)
     feature_keys = np.arange(n_features + 1, dtype=packed.dtype) << packed.dtype.type(c_bits)
     bounds = np.searchsorted(packed, feature_keys)

@@ -339,8 +339,17 @@ def test_review_stats_on_awkward_pairs(seed):
         else:
             assert np.isnan(got["rs_spearman"][f]), f
 
-    user = np.where(rng.random(n_rev) < 0.2, -1, rng.integers(0, 30, n_rev))
-    groups = {"business": (np.zeros(n_rev, np.int64), 1), "user": (user, 30)}
+    # Per (feature, star): rated active reviews and the sum of their max values.
+    for f in range(width):
+        for code in range(5):
+            sel = (star_code == code) & (M[f] > 0)
+            assert got["per_star"][f * 5 + code] == sel.sum()
+            assert close(got["sum_max"][f * 5 + code], M[f, sel].astype(np.float64).sum())
+
+    # Few users (counted per (feature, user) bin) or many (sorted): the two paths.
+    n_users = 30 if seed % 2 else 4000
+    user = np.where(rng.random(n_rev) < 0.2, -1, rng.integers(0, n_users, n_rev))
+    groups = {"business": (np.zeros(n_rev, np.int64), 1), "user": (user, n_users)}
     got = pair_stats(rf.astype(np.int32), rr.astype(np.int32), C[rf, rr], width, groups)
     assert list(got["rp_n_single_token_reviews"]) == list((C == 1).sum(axis=1))
     assert list(got["rp_max_tokens_per_review"]) == list(C.max(axis=1))
