@@ -224,9 +224,9 @@ class _NpyWriter:
 
 _TOKENS_SCHEMA = pa.schema(
     [
-        ("token_pos", pa.int64()),
-        ("review_idx", pa.int32()),
-        ("position", pa.int32()),
+        pa.field("token_pos", pa.int64(), nullable=False),
+        pa.field("review_idx", pa.int32(), nullable=False),
+        pa.field("position", pa.int32(), nullable=False),
         ("token_id", pa.int32()),
         ("token", pa.string()),
         ("char_start", pa.int32()),
@@ -235,11 +235,11 @@ _TOKENS_SCHEMA = pa.schema(
 )
 _REVIEW_TOP_SCHEMA = pa.schema(
     [
-        ("review_idx", pa.int32()),
-        ("rank", pa.int32()),
-        ("feature", pa.int32()),
-        ("max_value", pa.float32()),
-        ("n_tokens_active", pa.int64()),
+        pa.field("review_idx", pa.int32(), nullable=False),
+        pa.field("rank", pa.int32(), nullable=False),
+        pa.field("feature", pa.int32(), nullable=False),
+        pa.field("max_value", pa.float32(), nullable=False),
+        pa.field("n_tokens_active", pa.int64(), nullable=False),
     ]
 )
 
@@ -684,12 +684,14 @@ def _write_tokens(writer, tok, vocab, texts, n_npz, n_tokens_of, text_lens, s, r
 
 # --------------------------------------------------------------------------- phase 3
 
+# Columns that never hold a null are REQUIRED in the Parquet files: no definition
+# levels to encode (13-14 against 17-18 ns a row for an activations bucket).
 _ACT_SCHEMA = pa.schema(
     [
-        ("token_pos", pa.int64()),
-        ("review_idx", pa.int32()),
-        ("feature", pa.int32()),
-        ("value", pa.float32()),
+        pa.field("token_pos", pa.int64(), nullable=False),
+        pa.field("review_idx", pa.int32(), nullable=False),
+        pa.field("feature", pa.int32(), nullable=False),
+        pa.field("value", pa.float32(), nullable=False),
     ]
 )
 _TOP_SCHEMA = pa.schema(
