@@ -362,7 +362,11 @@ def _verify_database(directory: Path, totals: dict[str, int]) -> None:
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file, read in 4 MiB blocks (the manifest's checksums)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
+    # Into one reused buffer: a fresh 4 MiB bytes object per block is page-faulted in
+    # each time (~20% of the hashing's CPU time).
+    buf = bytearray(1 << 22)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
     return h.hexdigest()
