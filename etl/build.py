@@ -198,6 +198,16 @@ def _map_reviews(f, npz_ids: np.ndarray, work: Path, chunk: int, progress: bool)
     return np.array(ids, dtype=object), counts[:r], first[:r], last[:r]
 
 
+def _pwrite_all(fd: int, values: np.ndarray, at: int) -> None:
+    """Write a contiguous array's bytes at offset `at` of `fd`, however many calls it takes."""
+    data = memoryview(values).cast("B")
+    while data:
+        done = os.pwrite(fd, data, at)
+        if done == 0:
+            raise OSError(errno.EIO, f"fd {fd}: write made no progress")
+        data, at = data[done:], at + done
+
+
 class _NpyWriter:
     """Writes rows of a .npy file made by `open_memmap_reserved`, at their offsets."""
 
@@ -208,13 +218,7 @@ class _NpyWriter:
         self._fd = os.open(self._path, os.O_WRONLY)
 
     def write(self, row: int, values: np.ndarray) -> None:
-        data = memoryview(np.ascontiguousarray(values, self._dtype)).cast("B")
-        at = self._at + row * self._row_bytes
-        while data:
-            done = os.pwrite(self._fd, data, at)
-            if done == 0:
-                raise OSError(errno.EIO, f"{self._path}: write made no progress")
-            data, at = data[done:], at + done
+        _pwrite_all(self._fd, np.ascontiguousarray(values, self._dtype), self._at + row * self._row_bytes)
 
     def close(self) -> None:
         os.close(self._fd)
@@ -459,8 +463,9 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
 
     _raise_open_file_limit(n_buckets + 16)
     spills: dict[int, int] = {}  # bucket -> file descriptor
-    # Each run's feature counts go to a file as they come (the merge maps it): in a list
-    # they would grow with the input (98 KB a run, 70 MB per worker at 47M tokens).
+    # Each run's feature counts go to a file as they come, laid out by bucket at the end
+    # (`_runs_by_bucket`): in a list they would grow with the input (98 KB a run, 70 MB
+    # per worker at 47M tokens).
     runs_path = work / f"runs-{worker}.bin"
     runs_fd = os.open(runs_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o666)
     n_runs = 0
@@ -588,6 +593,8 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
             os.close(fd)
         os.close(runs_fd)
         bounds_out.close()
+    if n_runs:
+        _runs_by_bucket(work, worker, n_runs, n_latents)
     files = [_finished_file(st["staging"], Path(w.where)) for w in (writer, top_writer)]
     if partials:
         part = [np.concatenate(c) for c in zip(*partials)]
@@ -777,16 +784,47 @@ def _gather_npy(path: Path, index: np.ndarray) -> np.ndarray:
     return out
 
 
-def _merge_state(st: dict) -> dict:
-    """The merge's inputs: the per-run feature counts of the explode, mapped afresh for
-    each bucket (the pages a mapping has touched count in the worker's RSS until it is
-    dropped)."""
-    work = st["work"]
-    runs = [
-        np.memmap(work / f"runs-{w}.bin", np.int32, "r", shape=(n, st["n_latents"])) if n else None
-        for w, n in enumerate(st["runs"])
-    ]
-    return dict(st, runs=runs)
+_RUNS_AT_ONCE = 64  # runs (98 KB each at 24,576 latents) `_runs_by_bucket` reads at once
+
+
+def _runs_path(work: Path, worker: int) -> Path:
+    return work / f"runs-{worker}-by-bucket.bin"
+
+
+def _runs_by_bucket(work: Path, worker: int, n_runs: int, n_latents: int) -> None:
+    """Rewrite a worker's run counts (`runs-W.bin`: one row of `n_latents` int32 per run,
+    as the explode appends them) bucket by bucket: bucket b's (n_runs, BUCKET_WIDTH)
+    counts become one contiguous block, which the merge reads with one pread.
+
+    The merge used to map the row-major file and slice a bucket's columns out of every
+    row: each row's page, and the kernel's fault-around with it, stayed in the worker's
+    RSS for the whole bucket (~200 MB per merge worker at 47M tokens, 1,444 runs).
+    """
+    path = work / f"runs-{worker}.bin"
+    n_buckets = -(-n_latents // BUCKET_WIDTH)
+    block_bytes = n_runs * BUCKET_WIDTH * 4
+    grid = np.zeros((min(n_runs, _RUNS_AT_ONCE), n_buckets * BUCKET_WIDTH), np.int32)
+    with open(path, "rb", buffering=0) as rows, open(_runs_path(work, worker), "wb") as out:
+        for lo in range(0, n_runs, _RUNS_AT_ONCE):
+            m = min(_RUNS_AT_ONCE, n_runs - lo)
+            chunk = np.fromfile(rows, np.int32, m * n_latents)
+            if len(chunk) != m * n_latents:
+                raise OSError(errno.EIO, f"{path}: short read")
+            grid[:m, :n_latents] = chunk.reshape(m, n_latents)
+            by_bucket = np.ascontiguousarray(grid[:m].reshape(m, n_buckets, BUCKET_WIDTH).transpose(1, 0, 2))
+            for b in range(n_buckets):
+                _pwrite_all(out.fileno(), by_bucket[b], b * block_bytes + lo * BUCKET_WIDTH * 4)
+    path.unlink()
+
+
+def _bucket_counts(work: Path, worker: int, n_runs: int, bucket: int, width: int) -> np.ndarray:
+    """A worker's (n_runs, width) rows per run and feature of one bucket."""
+    n = n_runs * BUCKET_WIDTH
+    with open(_runs_path(work, worker), "rb", buffering=0) as fh:
+        counts = np.fromfile(fh, np.int32, n, offset=bucket * n * 4)
+    if len(counts) != n:
+        raise OSError(errno.EIO, f"{_runs_path(work, worker)}: short read")
+    return counts.reshape(n_runs, BUCKET_WIDTH)[:, :width].astype(np.int64)
 
 
 def _read_ranges(path: Path, at: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -855,7 +893,7 @@ def _spill_blocks(paths, seg_src, seg_at, seg_step, seg_len, columns: int):
 
 def _merge_bucket(bucket: int) -> dict:
     """Write one bucket's rows in (feature, token_pos) order and compute its statistics."""
-    st = _merge_state(_STATE)
+    st = _STATE
     work, n_latents, workers = st["work"], st["n_latents"], st["workers"]
     n_star = len(st["star_values"])
     f_lo, f_hi = bucket * BUCKET_WIDTH, min((bucket + 1) * BUCKET_WIDTH, n_latents)
@@ -870,9 +908,9 @@ def _merge_bucket(bucket: int) -> dict:
     paths, seg_parts = [], []
     for w in range(workers):
         path = work / f"spill-{w}-{bucket:05d}.bin"
-        if st["runs"][w] is None or not path.exists():
+        if not st["runs"][w] or not path.exists():
             continue
-        counts = np.asarray(st["runs"][w][:, f_lo:f_hi], dtype=np.int64)
+        counts = _bucket_counts(work, w, st["runs"][w], bucket, width)
         if counts.sum() == 0:
             continue
         n_run = counts.sum(axis=1)
@@ -1419,11 +1457,10 @@ def build_warehouse(
             counter=counter,
             texts_ready=multiprocessing.get_context("fork").Event(),
         )
-        converted: list[pa.ChunkedArray] = []
         npz_texts = [meta.pop("texts")]
 
         def convert_texts() -> None:
-            converted.append(_texts_to_arrow(npz_texts.pop(), work / "texts.arrow"))
+            _texts_to_arrow(npz_texts.pop(), work / "texts.arrow")
             _STATE["texts_ready"].set()
             _release_free_memory()
 
@@ -1432,7 +1469,6 @@ def build_warehouse(
         ranges = [(w, int(bounds[w]), int(bounds[w + 1])) for w in range(workers)]
         bar = Progress("explode", n_tokens, progress)
         results = _run_parallel(_explode_range, ranges, workers, bar, counter, started=convert_texts)
-        texts = converted[0]
         bar.close()
         phases["explode"] = time.perf_counter() - t0
         summary.zero_slots_dropped = sum(r["zeros"] for r in results)
@@ -1445,14 +1481,16 @@ def build_warehouse(
 
         t0 = time.perf_counter()
         # Texts of token-less NPZ reviews are tokenized too, so n_text_tokens is complete.
+        # (Mapped for this only: a take touches the pages of whole 64K-text chunks, which
+        # stay in this process's RSS while the mapping lives: 190 MB at full size.)
         missing_len = np.flatnonzero(text_lens[:n_npz] < 0)
         if len(missing_len):
-            counts = load_tokenizer(tokenizer).count_tokens(_texts_at(texts, missing_len))
+            counts = load_tokenizer(tokenizer).count_tokens(_texts_at(_open_texts(work), missing_len))
             text_lens[missing_len] = counts
         alignment = _alignment(n_tok, text_lens, n_npz)
         _write_reviews(staging, meta, work, review_ids, n_tok, first, last, text_lens, alignment)
         # The merge needs none of the NPZ; its workers fork from this process.
-        del meta, texts
+        del meta
         _release_free_memory()
         phases["reviews"] = time.perf_counter() - t0
 
@@ -1631,8 +1669,8 @@ def _alignment(n_tok: np.ndarray, text_lens: np.ndarray, n_npz: int) -> np.ndarr
     return out
 
 
-def _texts_to_arrow(texts: NpzStrings, path: Path) -> pa.ChunkedArray:
-    """Write the NPZ texts to an Arrow IPC file and return them memory-mapped from it."""
+def _texts_to_arrow(texts: NpzStrings, path: Path) -> None:
+    """Write the NPZ texts to an Arrow IPC file (`_open_texts` maps it)."""
     import pyarrow.ipc as ipc
 
     schema = pa.schema([("text", pa.large_string())])
@@ -1649,7 +1687,6 @@ def _texts_to_arrow(texts: NpzStrings, path: Path) -> pa.ChunkedArray:
                 writer.write_batch(pa.record_batch([pa.concat_arrays(parts)], schema=schema))
                 parts = []
     del texts
-    return ipc.open_file(pa.memory_map(str(path))).read_all().column("text")
 
 
 def _texts_at(texts: pa.ChunkedArray, rows: np.ndarray) -> list[str]:

@@ -88,9 +88,10 @@ def test_workers_and_chunks_change_nothing_in_the_tables(inputs, tmp_path):
 
 def test_merge_windows_and_blocks_change_no_byte(inputs, tmp_path, monkeypatch):
     """The merge reads each bucket's spill in windows, gathers it in blocks and computes
-    the review statistics in groups of features, and the top examples' lookups read the
-    token arrays in windows: tiny windows (many reads per bucket, features split across
-    windows) and one feature a group give the same files."""
+    the review statistics in groups of features, the top examples' lookups read the
+    token arrays in windows, and the run counts are laid out by bucket a few runs at a
+    time: tiny windows (many reads per bucket, features split across windows) and one
+    feature a group give the same files."""
     import etl.build as build
 
     ref = _parquet_hashes(_build(inputs, tmp_path / "ref", workers=2, chunk_tokens=50))
@@ -98,5 +99,6 @@ def test_merge_windows_and_blocks_change_no_byte(inputs, tmp_path, monkeypatch):
     monkeypatch.setattr(build, "_MERGE_BLOCK_ROWS", 2)
     monkeypatch.setattr(build, "_PAIR_GROUP", 2)
     monkeypatch.setattr(build, "_GATHER_WINDOW_BYTES", 20)
+    monkeypatch.setattr(build, "_RUNS_AT_ONCE", 3)
     small = _build(inputs, tmp_path / "small", workers=2, chunk_tokens=50)
     assert _parquet_hashes(small) == ref
