@@ -1489,8 +1489,13 @@ def build_warehouse(
             text_lens[missing_len] = counts
         alignment = _alignment(n_tok, text_lens, n_npz)
         _write_reviews(staging, meta, work, review_ids, n_tok, first, last, text_lens, alignment)
-        # The merge needs none of the NPZ; its workers fork from this process.
-        del meta
+        names, counts = np.unique(alignment, return_counts=True)
+        summary.alignment = {str(a): int(c) for a, c in zip(names, counts)}
+        # The merge needs none of the NPZ, nor these per-review arrays (a forked worker's
+        # RSS counts every page of this process).
+        del meta, review_ids, first, last, text_lens, alignment
+        for r in results:
+            r["text_lens"] = None
         _release_free_memory()
         phases["reviews"] = time.perf_counter() - t0
 
@@ -1547,8 +1552,6 @@ def build_warehouse(
         summary.n_reviews_with_tokens = int((n_tok > 0).sum())
         summary.h5_reviews_missing_from_npz = n_all - n_npz
         summary.npz_reviews_without_tokens = int((n_tok[:n_npz] == 0).sum())
-        names, counts = np.unique(alignment, return_counts=True)
-        summary.alignment = {str(a): int(c) for a, c in zip(names, counts)}
         summary.warnings = _warnings(summary)
         phases["finish"] = time.perf_counter() - t0
         summary.phase_seconds = {k: round(v, 3) for k, v in phases.items()}
