@@ -46,6 +46,7 @@ from etl.staging import (
     open_memmap_reserved,
     release_lock,
     signals_for_forked_workers,
+    signals_held,
     staging_dir_for,
     start_writeback,
     swap_into_place,
@@ -642,7 +643,7 @@ def _raise_open_file_limit(needed: int) -> None:
 def _write_tokens(writer, tok, vocab, texts, n_npz, n_tokens_of, text_lens, s, reviews, pos, bounds_out):
     """The chunk's `tokens` rows; also, into `token_bounds.npy` at the chunk's rows, each
     token's character offsets and those of its default context window (-1 when not
-    trusted), from which `_write_top_examples` takes the top examples' contexts."""
+    trusted), from which `_top_examples_table` takes the top examples' contexts."""
     uniq, inv = np.unique(reviews, return_inverse=True)
     has_text = uniq < n_npz
     enc = tok.encode_flat(_texts_at(texts, uniq[has_text]))
@@ -1508,8 +1509,9 @@ def build_warehouse(
         feature_rows = sum(r["feature_rows"] for r in results)
         bucket_rows = np.add.reduceat(feature_rows, np.arange(0, n_latents, BUCKET_WIDTH))
         by_size = np.argsort(-bucket_rows, kind="stable").tolist()
-        # DuckDB copies the reviews (its own threads, no GIL) while the workers merge, in
-        # this otherwise idle process: 0.5 s of the build's serial end at 5M tokens, 3 s
+        # DuckDB copies the reviews (its own thread, no GIL), and then the reviews split
+        # across chunks get their top features, while the workers merge, in this
+        # otherwise idle process: 0.5 s of the build's serial end at 5M tokens, 3 s
         # at 47M, and its memory (up to 0.3 GB at 47M) no longer adds to the top
         # examples' at the end.  Started once the pool has forked its workers: a fork
         # beside a running thread could copy a lock it holds.
@@ -1522,7 +1524,14 @@ def build_warehouse(
                     workers,
                     bar,
                     counter,
-                    started=lambda: database.append(db_thread.submit(start_database, staging, staging)),
+                    started=lambda: _submit_held(
+                        db_thread,
+                        database,
+                        (start_database, staging, staging),
+                        # Its memory (the split reviews' pairs: ~100 MB at full size)
+                        # then comes and goes while this process is light.
+                        (_write_review_top_partials, staging, work, workers, n_all),
+                    ),
                 )
                 bar.close()
                 phases["merge"] = time.perf_counter() - t0
@@ -1534,14 +1543,16 @@ def build_warehouse(
                 database.append(db_thread.submit(load_top_examples, staging, staging, top))
                 _write_top_examples(staging, top, top_sizes)
                 _write_feature_tables(staging, merged, n_tokens, int((n_tok > 0).sum()))
-                _write_review_top_partials(staging, work, workers, n_all)
                 write_review_stats(staging, merged)
                 if not any((staging / "activations").glob("*/*.parquet")):
                     # Not one active slot: an empty file keeps the activations view's glob valid.
                     _activation_writer(staging / "activations" / "bucket=0" / "part-0.parquet").close()
             except BaseException:
-                for job in database:
-                    job.exception()  # waits for it; the file goes with the staging
+                # Every job must be over before the staging directory is removed (a
+                # DuckDB thread still writing would leave files, or an empty directory
+                # once it drops its WAL), including one whose future an interrupt kept
+                # from this list.
+                _wait_for(db_thread)
                 raise
         for job in database:
             job.result()
@@ -1571,7 +1582,8 @@ def build_warehouse(
                 cleaner.submit(shutil.rmtree, previous, ignore_errors=True)
             repoint(target)
     except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        with signals_held():
+            shutil.rmtree(staging, ignore_errors=True)
         if f is not None:
             f.close()
         _explain_failure(exc, h5, n_latents, chunk_tokens, target)
@@ -1582,6 +1594,22 @@ def build_warehouse(
     summary.seconds = time.perf_counter() - started
     summary.rows_per_second = summary.n_activations / max(summary.seconds, 1e-9)
     return summary
+
+
+def _submit_held(pool: ThreadPoolExecutor, jobs: list, *calls: tuple) -> None:
+    """Submit `calls` to `pool` and append their futures to `jobs`, with interrupts held
+    until all are in the list: one landing inside the `Thread.start()` of the first
+    submit would leave a thread running that neither the list nor the pool knew of."""
+    with signals_held():
+        for fn, *args in calls:
+            jobs.append(pool.submit(fn, *args))
+
+
+def _wait_for(pool: ThreadPoolExecutor) -> None:
+    """Shut `pool` down once all its jobs are done; the caller is handling an interrupt
+    (or an error) and re-raises it, so another one meanwhile is held, not raised."""
+    with signals_held():
+        pool.shutdown(wait=True)
 
 
 def _release_free_memory() -> None:

@@ -318,13 +318,24 @@ def open_memmap_reserved(path: Path, dtype, shape):
 _pending: list = [None]
 
 
+# Inside `signals_held`: how deep, and whether an interrupt came meanwhile.
+_held = [0]
+_deferred = [False]
+
+
 def _on_signal(signum, frame):
     _pending[0] = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    if _held[0]:
+        _deferred[0] = True
+        return
     raise _pending[0]()
 
 
 def _raise_pending(signum, frame):
     if _pending[0] is not None:
+        if _held[0]:
+            _deferred[0] = True
+            return
         raise _pending[0]()
 
 
@@ -364,9 +375,33 @@ def interrupts_as_exceptions():
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         _pending[0] = None
+        _deferred[0] = False
         sys.unraisablehook = previous_hook
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+@contextmanager
+def signals_held():
+    """SIGINT, SIGTERM and SIGALRM held (blocked) in this thread, delivered at the end.
+
+    For the steps an interrupt must not cut in two: starting a thread the cleanup must
+    wait for, waiting for it, and removing the staging directory (an interrupt
+    re-delivered by `interrupts_as_exceptions` inside that rmtree left a directory).
+    """
+    # Python runs a handler between bytecodes, possibly after the signal itself came:
+    # blocking the signal is not enough, the handlers defer too (`_on_signal`).
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGALRM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    _held[0] += 1
+    try:
+        yield
+    finally:
+        _held[0] -= 1
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if not _held[0] and _deferred[0]:
+            _deferred[0] = False
+            raise _pending[0]()
 
 
 @contextmanager
