@@ -1,7 +1,7 @@
 """The ETL: H5 + NPZ -> partitioned Parquet + a DuckDB file of views and macros.
 
 Phases (working memory is bounded by chunk, window and group sizes; what still grows
-with the input is per-review and per-token state: see README "What is not met"):
+with the input is per-review and per-token state: see README "What is met, and what is only nearly"):
 1. map reviews: stream `rev_idx`, give every review a compact `review_idx` and every
    token its position in its review (rank in file order); spill both as .npy.
 2. explode: workers stream disjoint token ranges of `z_idx`/`z_val`, drop zero slots,
