@@ -43,6 +43,7 @@ from etl.staging import (
     acquire_build_lock,
     clean_stale_staging,
     fingerprint,
+    libc,
     open_memmap_reserved,
     release_lock,
     signals_for_forked_workers,
@@ -467,7 +468,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
     # Each run's feature counts go to a file as they come, laid out by bucket at the end
     # (`_runs_by_bucket`): in a list they would grow with the input (98 KB a run, 70 MB
     # per worker at 47M tokens).
-    runs_path = work / f"runs-{worker}.bin"
+    runs_path = _runs_path(work, worker, by_bucket=False)
     runs_fd = os.open(runs_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o666)
     n_runs = 0
     feature_rows = np.zeros(n_latents, np.int64)
@@ -788,20 +789,21 @@ def _gather_npy(path: Path, index: np.ndarray) -> np.ndarray:
 _RUNS_AT_ONCE = 64  # runs (98 KB each at 24,576 latents) `_runs_by_bucket` reads at once
 
 
-def _runs_path(work: Path, worker: int) -> Path:
-    return work / f"runs-{worker}-by-bucket.bin"
+def _runs_path(work: Path, worker: int, by_bucket: bool = True) -> Path:
+    """A worker's run counts: row-major as the explode appends them, or bucket-major."""
+    return work / (f"runs-{worker}-by-bucket.bin" if by_bucket else f"runs-{worker}.bin")
 
 
 def _runs_by_bucket(work: Path, worker: int, n_runs: int, n_latents: int) -> None:
-    """Rewrite a worker's run counts (`runs-W.bin`: one row of `n_latents` int32 per run,
-    as the explode appends them) bucket by bucket: bucket b's (n_runs, BUCKET_WIDTH)
-    counts become one contiguous block, which the merge reads with one pread.
+    """Rewrite a worker's run counts (one row of `n_latents` int32 per run, as the
+    explode appends them) bucket by bucket: bucket b's (n_runs, BUCKET_WIDTH) counts
+    become one contiguous block, which the merge reads with one pread.
 
     The merge used to map the row-major file and slice a bucket's columns out of every
     row: each row's page, and the kernel's fault-around with it, stayed in the worker's
     RSS for the whole bucket (~200 MB per merge worker at 47M tokens, 1,444 runs).
     """
-    path = work / f"runs-{worker}.bin"
+    path = _runs_path(work, worker, by_bucket=False)
     n_buckets = -(-n_latents // BUCKET_WIDTH)
     block_bytes = n_runs * BUCKET_WIDTH * 4
     grid = np.zeros((min(n_runs, _RUNS_AT_ONCE), n_buckets * BUCKET_WIDTH), np.int32)
@@ -821,10 +823,11 @@ def _runs_by_bucket(work: Path, worker: int, n_runs: int, n_latents: int) -> Non
 def _bucket_counts(work: Path, worker: int, n_runs: int, bucket: int, width: int) -> np.ndarray:
     """A worker's (n_runs, width) rows per run and feature of one bucket."""
     n = n_runs * BUCKET_WIDTH
-    with open(_runs_path(work, worker), "rb", buffering=0) as fh:
+    path = _runs_path(work, worker)
+    with open(path, "rb", buffering=0) as fh:
         counts = np.fromfile(fh, np.int32, n, offset=bucket * n * 4)
     if len(counts) != n:
-        raise OSError(errno.EIO, f"{_runs_path(work, worker)}: short read")
+        raise OSError(errno.EIO, f"{path}: short read")
     return counts.reshape(n_runs, BUCKET_WIDTH)[:, :width].astype(np.int64)
 
 
@@ -1134,7 +1137,7 @@ class _BucketPairs:
 
 def _write_top_part(st: dict, bucket: int, tf, trank, ttp, trv, tv) -> None:
     """One bucket's top rows, as five uint32 rows (feature, rank, token_pos, review_idx
-    and the value's bits); `_write_top_examples` adds what they need from the token
+    and the value's bits); `_top_examples_table` adds what they need from the token
     arrays in one pass over them (per bucket, the lookups page-faulted ~25K pages of
     arrays mapped afresh: 1.7 of the merge's CPU-seconds at 5M tokens)."""
     part = np.empty((5, len(tf)), np.uint32)
@@ -1319,13 +1322,10 @@ def _keep_freed_memory() -> None:
     time in a 5M-token build, against 285K and 4.9 s with these settings.  A worker then
     holds its peak working set until it exits, which is what its RSS peaked at anyway.
     """
-    import ctypes
-    import ctypes.util
-
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest dynamic threshold
-        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+        c = libc()
+        c.mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest dynamic threshold
+        c.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
     except (OSError, AttributeError):  # not glibc: its defaults stay
         pass
 
@@ -1512,8 +1512,8 @@ def build_warehouse(
         # DuckDB copies the reviews (its own thread, no GIL), and then the reviews split
         # across chunks get their top features, while the workers merge, in this
         # otherwise idle process: 0.5 s of the build's serial end at 5M tokens, 3 s
-        # at 47M, and its memory (up to 0.3 GB at 47M) no longer adds to the top
-        # examples' at the end.  Started once the pool has forked its workers: a fork
+        # at 47M, and its memory (~0.15 GB at 47M, warehouse.db._REVIEWS_CONFIG) no
+        # longer adds to the top examples' at the end.  Started once the pool has forked its workers: a fork
         # beside a running thread could copy a lock it holds.
         with ThreadPoolExecutor(1) as db_thread:
             database: list = []
@@ -1540,7 +1540,7 @@ def build_warehouse(
                 top, top_sizes = _top_examples_table(work, n_buckets, star_code, star_values)
                 # DuckDB copies the top examples (after the reviews: one thread) while
                 # this thread writes the Parquet files the views need.
-                database.append(db_thread.submit(load_top_examples, staging, staging, top))
+                _submit_held(db_thread, database, (load_top_examples, staging, staging, top))
                 _write_top_examples(staging, top, top_sizes)
                 _write_feature_tables(staging, merged, n_tokens, int((n_tok > 0).sum()))
                 write_review_stats(staging, merged)
@@ -1615,13 +1615,12 @@ def _wait_for(pool: ThreadPoolExecutor) -> None:
 def _release_free_memory() -> None:
     """Collect garbage and hand freed heap pages back to the OS (glibc and Arrow's
     allocator keep them: forked workers would count them in their RSS)."""
-    import ctypes
     import gc
 
     gc.collect()
     pa.default_memory_pool().release_unused()
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        libc().malloc_trim(0)
     except (OSError, AttributeError):
         pass  # not glibc: the memory is still reusable by this process
 

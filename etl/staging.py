@@ -183,11 +183,8 @@ def start_writeback(path: Path) -> None:
     writeback started when it was written has little left to flush then, so the wait
     overlaps the rest of the build.  Linux only (sync_file_range); elsewhere a no-op.
     """
-    import ctypes
-
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        sync_file_range = libc.sync_file_range
+        sync_file_range = libc().sync_file_range
     except (OSError, AttributeError):
         return
     sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
@@ -219,10 +216,15 @@ _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 
+def libc() -> ctypes.CDLL:
+    """The C library, for the calls Python does not wrap (raises OSError if it cannot be
+    loaded; a missing function is an AttributeError at the call site)."""
+    return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
 def _renameat2():
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        fn = libc.renameat2
+        fn = libc().renameat2
     except (OSError, AttributeError):
         return None
     fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
@@ -440,8 +442,7 @@ def worker_init(parent_pid: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         pass
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
