@@ -1637,6 +1637,9 @@ def _warnings(summary: BuildSummary) -> dict[str, int]:
 
 
 def _check_target(target: Path, replace: bool) -> None:
+    if "?" in str(target):
+        # DuckDB reads `path?options` in a database path: the file would be opened elsewhere.
+        raise BuildError(f"{target}: DuckDB cannot open a database whose path holds '?'; choose another path")
     if target.exists() and not replace:
         raise BuildError(f"{target}: already exists; pass --replace to rebuild it")
     if target.exists() and not (target / "manifest.json").is_file():

@@ -9,7 +9,7 @@
 -- compression (FSST) decodes one text without its neighbours, so fetching ~20 texts
 -- through the review_idx index stays ~1 ms.
 CREATE OR REPLACE TABLE reviews_native AS
-SELECT * FROM read_parquet({{root}} || '/reviews.parquet');
+SELECT * FROM read_parquet({{files reviews}});
 
 CREATE INDEX reviews_native_review_id ON reviews_native (review_id);
 

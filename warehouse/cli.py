@@ -468,11 +468,16 @@ def sql(
     as_csv: CsvOpt = False,
     as_json: JsonOpt = False,
     output: OutputOpt = None,
+    read: Annotated[
+        list[Path] | None,
+        typer.Option("--read", help="A file of yours the query may read (repeatable), e.g. a CSV to join."),
+    ] = None,
 ) -> None:
     """Run one read-only SQL query against the warehouse (tables, views and macros).
 
-    Statements that write (COPY ... TO, EXPORT, ATTACH, INSTALL/LOAD, SET, CREATE...)
-    are refused (exit 6).
+    The query runs in a sandbox DuckDB enforces: one SELECT (or EXPLAIN of one); no
+    file outside the warehouse but those named with --read; no settings, attach,
+    install or load.  Anything else is refused (exit 6).
     """
     chosen = _choose_format(fmt, as_csv, as_json, output)
 
@@ -480,7 +485,9 @@ def sql(
         from warehouse.reports import run_query
 
         text = sys.stdin.read() if query == "-" else query
-        section = run_query(warehouse or default_warehouse(), text, arrow=chosen == "parquet")
+        section = run_query(
+            warehouse or default_warehouse(), text, arrow=chosen == "parquet", read_files=tuple(read or ())
+        )
         if not section.columns:
             return
         _write_sections([section], chosen, output, title="saewh sql", subtitle=text, what="the query")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -25,9 +26,53 @@ class WarehouseError(Exception):
     """The warehouse is missing, moved beyond repair, or inconsistent (one-line message)."""
 
 
+# Each table's files, relative to the warehouse (the manifest lists the same files).
+_TABLE_GLOBS = {
+    "activations": "activations/bucket=*/part-0.parquet",
+    "tokens": "tokens/*.parquet",
+    "review_top_features": "review_top_features/*.parquet",
+}
+
+
+def table_files(root: Path) -> dict[str, list[str]]:
+    """Each table's Parquet files relative to `root`: from its manifest when it has one
+    (so a file that went missing is an error when a view reads it, not a smaller
+    answer), else as the build laid them out."""
+    root = Path(root)
+    if (root / MANIFEST).is_file():
+        try:
+            files = read_manifest(root)["files"]
+            return {t: [str(e["path"]) for e in entries] for t, entries in files.items()}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise WarehouseError(f"{root}: {MANIFEST} is unreadable ({_first_line(exc)})") from None
+    out = {t: [f"{t}.parquet"] for t in TABLES}
+    for table, pattern in _TABLE_GLOBS.items():
+        # (pathlib matches the pattern below root only: root is taken literally)
+        out[table] = sorted(str(p.relative_to(root)) for p in root.glob(pattern))
+    return out
+
+
+def glob_escaped(path: str) -> str:
+    """`path` as a DuckDB file pattern matching only itself: DuckDB globs every path
+    it reads, so a directory named `g[A]` would otherwise read `gA`."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in path)
+
+
+def _files_literal(root: Path, relative: list[str]) -> str:
+    return "[" + ", ".join(sql_string_literal(glob_escaped(str(root / r))) for r in relative) + "]"
+
+
+_FILES_PLACEHOLDER = re.compile(r"\{\{files ([a-z_]+)\}\}")
+
+
 def _render_schema(root: Path, name: str = "schema.sql") -> list[str]:
-    sql = load_sql(name).sql.replace("{{root}}", sql_string_literal(str(root)))
-    return split_statements(sql)
+    """The statements of a DDL file with `{{files TABLE}}` rendered as the exact list of
+    the table's files.  Split first: a `;` in a path must not end a statement."""
+    files = table_files(root)
+    return [
+        _FILES_PLACEHOLDER.sub(lambda m: _files_literal(Path(root), files[m.group(1)]), stmt)
+        for stmt in split_statements(load_sql(name).sql)
+    ]
 
 
 def _macro_statements() -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from warehouse.render import Section
+from warehouse.sandbox import RefusedQuery, check_query, lock_down
 from warehouse.sqlfiles import SqlFile, Statement, parse_sql, sql_dir
 
 if TYPE_CHECKING:
@@ -38,11 +39,7 @@ class BadValue(ReportError):
     """An option value the report cannot use (a usage error)."""
 
 
-class RefusedQuery(ReportError):
-    """`saewh sql` was given something other than one read-only query."""
-
-
-__all__ = ["BadValue", "NotFound", "RefusedQuery", "ReportError", "Section", "check_read_only",
+__all__ = ["BadValue", "NotFound", "RefusedQuery", "ReportError", "Section",
            "load_manifest", "load_reports", "run_query", "run_report", "validate"]
 
 
@@ -69,8 +66,9 @@ def load_reports() -> dict[str, SqlFile]:
     return dict(sorted(out.items()))
 
 
-def _open(directory: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection, or WarehouseError for anything that is not a warehouse."""
+def _open(directory: Path, read_files: tuple[Path, ...] = ()) -> duckdb.DuckDBPyConnection:
+    """A read-only connection confined to the warehouse's files (and `read_files`) by
+    `warehouse.sandbox.lock_down`, or WarehouseError for anything not a warehouse."""
     import duckdb
 
     from warehouse.db import WarehouseError, connect
@@ -80,8 +78,11 @@ def _open(directory: Path) -> duckdb.DuckDBPyConnection:
     except duckdb.Error as exc:
         reason = _first_line(exc)
         raise WarehouseError(f"{directory}: cannot open the warehouse database ({reason})") from None
-    # A query has no business installing extensions (or writing ~/.duckdb).
-    con.execute("SET autoinstall_known_extensions = false")
+    for path in read_files:
+        if not Path(path).is_file():
+            con.close()
+            raise BadValue(f"--read {path}: no such file")
+    lock_down(con, [directory], read_files)
     return con
 
 
@@ -185,37 +186,17 @@ def run_report(
         con.close()
 
 
-# Statement types `saewh sql` runs: queries only.  (COPY ... TO, EXPORT, ATTACH,
-# INSTALL/LOAD, SET, PRAGMA, CALL and every DDL/DML are refused before running.)
-_READ_ONLY_TYPES = ("SELECT", "EXPLAIN")
-
-
-def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
-    """Raise RefusedQuery unless `query` is exactly one SELECT-like statement."""
-    import duckdb
-
-    try:
-        statements = con.extract_statements(query)
-    except duckdb.Error as exc:
-        raise RefusedQuery(f"cannot parse the query: {_first_line(exc)}") from None
-    if len(statements) != 1:
-        raise RefusedQuery(f"expected one statement, got {len(statements)}; run them one at a time")
-    kind = statements[0].type.name
-    if kind not in _READ_ONLY_TYPES:
-        raise RefusedQuery(
-            f"refused: `saewh sql` only runs read-only queries (SELECT, WITH, FROM, DESCRIBE, "
-            f"SUMMARIZE, EXPLAIN), not {kind} statements; use the duckdb CLI to write"
-        )
-
-
-def run_query(warehouse: Path, query: str, arrow: bool = False) -> Section:
-    """Run one read-only query against the warehouse (tables, views and macros)."""
+def run_query(
+    warehouse: Path, query: str, arrow: bool = False, read_files: tuple[Path, ...] = ()
+) -> Section:
+    """Run one read-only query against the warehouse (tables, views and macros), in the
+    sandbox (`warehouse.sandbox`); `read_files` are user files the query may read."""
     from warehouse.db import check_directory
 
     directory = check_directory(warehouse)
-    con = _open(directory)
+    con = _open(directory, tuple(read_files))
     try:
-        check_read_only(con, query)
+        check_query(con, query)
         st = Statement("query", query)
         rel = con.execute(query)
         if rel.description is None:
