@@ -185,11 +185,30 @@ def check_directory(directory: Path) -> Path:
     return directory
 
 
-def _open_db(directory: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+def _attach_private(path: Path) -> duckdb.DuckDBPyConnection:
+    """`path` attached read-only to a new in-memory DuckDB instance of its own.
+
+    Within one process `duckdb.connect(path)` shares one database instance per file, and
+    DuckDB's configuration (what the sandbox locks) belongs to the instance: a locked
+    connection would lock every other connection to the file in the process, and a
+    second sandboxed open could not configure its own."""
+    con = _duckdb_connect(Path(":memory:"))
+    try:
+        con.execute(f"ATTACH {sql_string_literal(str(path))} AS warehouse (READ_ONLY)")
+        con.execute("USE warehouse")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _open_db(directory: Path, read_only: bool, private: bool = False) -> duckdb.DuckDBPyConnection:
     """duckdb.connect, waiting a little while another process re-points the file."""
     deadline = time.monotonic() + 5.0
     while True:
         try:
+            if private:
+                return _attach_private(directory / DB_FILE)
             return _duckdb_connect(directory / DB_FILE, read_only=read_only)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
@@ -212,8 +231,13 @@ def _overlay_views(con: duckdb.DuckDBPyConnection, directory: Path) -> None:
         con.execute(stmt.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1))
 
 
-def connect(directory: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+def connect(
+    directory: Path, read_only: bool = True, private: bool = False
+) -> duckdb.DuckDBPyConnection:
     """Open a warehouse for querying (read-only by default), re-pointing it if it moved.
+
+    `private` attaches the file read-only to a DuckDB instance of this connection's own
+    (as catalog `warehouse`), whose configuration can then be locked (the sandbox).
 
     A moved warehouse is re-pointed in place when its file can be written (so the
     DuckDB CLI reads it too); when it cannot (read-only files, or other processes have
@@ -221,7 +245,8 @@ def connect(directory: Path, read_only: bool = True) -> duckdb.DuckDBPyConnectio
     querying never fails and never needs to write.
     """
     directory = check_directory(directory)
-    con = _open_db(directory, read_only)
+    read_only = read_only or private
+    con = _open_db(directory, read_only, private)
     stored = _stored_root(con, directory)
     if stored is None or stored == str(directory):
         return con
@@ -231,7 +256,7 @@ def connect(directory: Path, read_only: bool = True) -> duckdb.DuckDBPyConnectio
             repoint(directory)
         except duckdb.Error:
             pass  # e.g. another process has it open: fall back to temporary views
-    con = _open_db(directory, read_only)
+    con = _open_db(directory, read_only, private)
     if _stored_root(con, directory) != str(directory):
         _overlay_views(con, directory)
     return con

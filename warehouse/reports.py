@@ -74,7 +74,7 @@ def _open(directory: Path, read_files: tuple[Path, ...] = ()) -> duckdb.DuckDBPy
     from warehouse.db import WarehouseError, connect
 
     try:
-        con = connect(directory)
+        con = connect(directory, private=True)
     except duckdb.Error as exc:
         reason = _first_line(exc)
         raise WarehouseError(f"{directory}: cannot open the warehouse database ({reason})") from None
