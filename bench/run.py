@@ -120,7 +120,8 @@ def git_commit() -> str | None:
 
 
 def dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    # (not through the links a warehouse keeps to its current snapshot's files)
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def saewh_command() -> list[str]:
@@ -379,7 +380,7 @@ def warehouse_queries(wh: Path, repeats: int, groupby_repeats: int) -> dict:
     }
     log("GROUP BY feature: view vs plain Parquet scan")
     sql = "SELECT feature, count(*) AS n, max(value) AS m FROM {src} GROUP BY feature"
-    plain = f"read_parquet('{wh}/activations/*/*.parquet')"
+    plain = f"read_parquet('{wh}/current/activations/*/*.parquet')"
     out["groupby_view"] = timed_runs(
         lambda: con.execute(sql.format(src="activations")).fetchall(), groupby_repeats
     )

@@ -37,31 +37,31 @@ import pyarrow.parquet as pq
 
 from etl.inputs import InputError, NpzStrings, decode_ids, load_npz, open_h5, scan_h5, validate_chunk
 from etl.progress import Progress
+from etl.publish import current_name, new_snapshot, prune, publish
 from etl.review_stats import bucket_review_stats, group_codes, pair_stats, write_review_stats
 from etl.staging import (
     LockBusy,
     acquire_build_lock,
-    clean_stale_staging,
     fingerprint,
     libc,
     open_memmap_reserved,
     release_lock,
     signals_for_forked_workers,
     signals_held,
-    staging_dir_for,
     start_writeback,
-    swap_into_place,
     worker_init,
 )
 from etl.tokenizer import load_tokenizer
+from warehouse.snapshots import CURRENT, SNAPSHOTS, is_legacy
 
 BUCKET_WIDTH = 64  # features per partition; the SQL macros use the same constant
 TOP_MATERIALIZED = 100  # top examples precomputed per feature; sql/macros.sql agrees
 DEFAULT_LATENTS = 24_576
 DEFAULT_CHUNK_TOKENS = 131_072
-SCHEMA_VERSION = 4  # 2: review_top_features, top_examples contexts, native copies
+SCHEMA_VERSION = 5  # 2: review_top_features, top_examples contexts, native copies
 # 3: top_examples' contexts only in warehouse.duckdb (the Parquet file holds offsets)
 # 4: contexts cut by the top_examples view; reviews_native holds the texts
+# 5: immutable snapshots under WH/snapshots/, published through WH/current
 REVIEW_TOP = 100  # strongest features materialized per review; sql/macros.sql agrees
 DEFAULT_BEFORE, DEFAULT_AFTER = 20, 10  # top_k_contexts' default window, materialized
 # A merge worker's memory is set by these caps, not by the bucket: small enough that a
@@ -1365,8 +1365,10 @@ def build_warehouse(
     """Build a warehouse from an activations H5 and a metadata NPZ, atomically.
 
     Inputs are checked before anything is written (`etl.inputs`); values are checked
-    chunk by chunk as they stream, and any failure removes the staging directory, so
-    the target is only ever the previous warehouse or the new, verified one.
+    chunk by chunk as they stream into a new snapshot (`warehouse.snapshots`), which
+    is verified and then published with one rename (`etl.publish`); any failure
+    removes it, so readers only ever see the previous snapshot or the new, verified
+    one, and a reader that opened the previous one keeps it.
     `infer_latents` takes `n_latents` = max feature index + 1 from a first full pass
     over the H5 (which also checks every value before anything is written).
     """
@@ -1398,14 +1400,17 @@ def build_warehouse(
     except OSError as exc:
         raise _output_error(exc, target) from None
     f = None
-    staging = staging_dir_for(target)
+    staging = None  # the new snapshot, written in place under its final name
+    published = False
     summary = BuildSummary(warehouse=str(target), n_latents=n_latents, n_latents_inferred=infer_latents)
     phases: dict[str, float] = {}
+    created = not target.exists()
     try:
-        clean_stale_staging(target)  # and put back a warehouse a crashed swap left aside
         _check_target(target, replace)
         f = open_h5(h5)
-        shutil.rmtree(staging, ignore_errors=True)
+        previous = current_name(target)
+        with signals_held():  # an interrupt must not come between the mkdir and the name
+            staging = new_snapshot(target)
         work = staging / "_work"
         for sub in ("_work", "tokens", "activations", "review_top_features"):
             (staging / sub).mkdir(parents=True)
@@ -1570,20 +1575,23 @@ def build_warehouse(
         summary.seconds = time.perf_counter() - started
         summary.rows_per_second = summary.n_activations / max(summary.seconds, 1e-9)
         finished = {e["path"]: e for r in results + merged for e in r.get("files", [])}
-        _write_manifest(staging, summary, h5, npz, tokenizer, finished)
+        _write_manifest(staging, summary, h5, npz, tokenizer, finished, previous)
         verify_warehouse(staging)
-        previous = swap_into_place(staging, target, discard=False)
-        from warehouse.db import repoint
-
-        # The previous warehouse is deleted (0.35 s at 5M tokens) while the new one's
-        # views are re-pointed.
-        with ThreadPoolExecutor(1) as cleaner:
-            if previous is not None:
-                cleaner.submit(shutil.rmtree, previous, ignore_errors=True)
-            repoint(target)
+        with signals_held():
+            publish(target, staging)
+            published = True
+        # The snapshot just replaced stays for readers that resolved `current` a moment
+        # ago; older ones go unless a connection has them open (etl.publish).
+        try:
+            prune(target, keep={staging.name} | ({previous} if previous else set()))
+        except OSError:
+            pass  # the next build or `saewh vacuum` removes them
     except BaseException as exc:
         with signals_held():
-            shutil.rmtree(staging, ignore_errors=True)
+            if staging is not None and not published:
+                shutil.rmtree(staging, ignore_errors=True)
+                if created:
+                    shutil.rmtree(target, ignore_errors=True)
         if f is not None:
             f.close()
         _explain_failure(exc, h5, n_latents, chunk_tokens, target)
@@ -1640,10 +1648,20 @@ def _check_target(target: Path, replace: bool) -> None:
     if "?" in str(target):
         # DuckDB reads `path?options` in a database path: the file would be opened elsewhere.
         raise BuildError(f"{target}: DuckDB cannot open a database whose path holds '?'; choose another path")
-    if target.exists() and not replace:
+    if not target.exists() or _unfinished_first_build(target):
+        return
+    if not replace:
         raise BuildError(f"{target}: already exists; pass --replace to rebuild it")
-    if target.exists() and not (target / "manifest.json").is_file():
+    if not ((target / CURRENT).is_symlink() or is_legacy(target)):
         raise BuildError(f"{target}: exists and is not a warehouse; refusing to replace it")
+
+
+def _unfinished_first_build(target: Path) -> bool:
+    """What a first build killed before publishing leaves: snapshots, nothing current."""
+    entries = list(target.iterdir()) if target.is_dir() else [None]
+    return bool(entries) and not (target / CURRENT).is_symlink() and all(
+        p is not None and p.name == SNAPSHOTS and p.is_dir() for p in entries
+    )
 
 
 def _output_error(exc: OSError, target: Path) -> OutputError:
@@ -1826,7 +1844,13 @@ def _write_feature_tables(staging: Path, merged: list[dict], n_tokens: int, n_re
 
 
 def _write_manifest(
-    staging: Path, summary: BuildSummary, h5: Path, npz: Path, tokenizer: str, finished: dict[str, dict]
+    staging: Path,
+    summary: BuildSummary,
+    h5: Path,
+    npz: Path,
+    tokenizer: str,
+    finished: dict[str, dict],
+    previous: str | None = None,
 ):
     """`manifest.json`; `finished` holds the entries the workers made for their files."""
     import duckdb
@@ -1840,6 +1864,8 @@ def _write_manifest(
         tables[name] = [_file_entry(staging, staging / f"{name}.parquet")]
     manifest = {
         "schema_version": SCHEMA_VERSION,
+        "snapshot": staging.name,
+        "previous": previous,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "inputs": {"h5": fingerprint(h5), "npz": fingerprint(npz)},
         "sae": {"n_latents": summary.n_latents, "k": summary.k},

@@ -1,19 +1,11 @@
-"""Staging directories, the build lock and the atomic swap that publishes a build.
+"""The build lock, syncing a finished snapshot to disk, and the build's signal handling.
 
-A build writes everything into `.NAME.staging-PID` beside the target `NAME` and, once
-the result is complete, synced to disk and verified, swaps it into place:
-
-- with `renameat2(RENAME_EXCHANGE)` (Linux >= 3.15, on ext4, xfs, btrfs, tmpfs...) the
-  two directories trade names in one atomic step, so `NAME` is at every instant either
-  the old or the new warehouse; the old one, now at the staging name, is then deleted;
-- elsewhere, with two renames: `NAME` -> `.NAME.old-PID`, staging -> `NAME`.  A crash
-  between the two leaves no `NAME` but a complete `.NAME.old-PID`, which the next build
-  (and `warehouse.db.connect`) renames back (`recover_target`).
-
-Builds of one target are serialized by an exclusive `flock` on `.NAME.lock`, held by
-the build and its forked workers; the kernel drops it when they die, however they die.
-So whoever holds the lock knows every other staging/old directory of that target is a
-leftover of a dead build and can clean it up.
+A build writes its snapshot inside the warehouse (`WH/snapshots/<id>`) and publishes it
+with one rename (`etl.publish`; the layout is in `warehouse.snapshots`).  Builds of one
+target are serialized by an exclusive `flock` on `.NAME.lock` beside it, held by the
+build and its forked workers; the kernel drops it when they die, however they die.  So
+whoever holds the lock knows every unpublished snapshot is a leftover of a dead build
+and can remove it.
 """
 
 from __future__ import annotations
@@ -24,7 +16,6 @@ import errno
 import fcntl
 import hashlib
 import os
-import shutil
 import signal
 import sys
 from contextlib import contextmanager
@@ -56,16 +47,8 @@ def fingerprint(path: Path) -> dict:
     }
 
 
-def staging_dir_for(target: Path) -> Path:
-    return target.parent / f".{target.name}.staging-{os.getpid()}"
-
-
 def _lock_path(target: Path) -> Path:
     return target.parent / f".{target.name}.lock"
-
-
-def _leftovers(target: Path, kind: str) -> list[Path]:
-    return sorted(p for p in target.parent.glob(f".{target.name}.{kind}-*") if p.is_dir())
 
 
 # --------------------------------------------------------------------------- the lock
@@ -102,60 +85,10 @@ def acquire_build_lock(target: Path) -> int:
     return fd
 
 
-# --------------------------------------------------------------------------- recovery
+# --------------------------------------------------------------------------- syncing
 
 
-def recover_target(target: Path) -> bool:
-    """With the lock held: if the target is missing, put back a `.old` the swap left.
-
-    Returns True when it restored one.  A `.old-PID` directory is only ever created by
-    one rename of a complete warehouse and deleted after a rename to `.trash-PID`, so
-    it is always complete.
-    """
-    if target.exists():
-        return False
-    olds = [p for p in _leftovers(target, "old") if (p / "manifest.json").is_file()]
-    if not olds:
-        return False
-    newest = max(olds, key=lambda p: p.stat().st_mtime)
-    os.rename(newest, target)
-    _fsync_dir(target.parent)
-    return True
-
-
-def clean_stale_staging(target: Path) -> None:
-    """With the lock held: recover a missing target, then delete leftovers of dead builds."""
-    recover_target(target)
-    mine = staging_dir_for(target)
-    for kind in ("staging", "old", "trash"):
-        for path in _leftovers(target, kind):
-            if path != mine:
-                shutil.rmtree(path, ignore_errors=True)
-
-
-def recover_if_missing(target: Path) -> bool:
-    """For readers: restore a `.old` left by a crashed swap, if no build is running."""
-    target = Path(target)
-    if target.exists() or not target.parent.is_dir() or not _leftovers(target, "old"):
-        return False
-    try:
-        fd = try_lock(target)
-    except OSError:
-        return False  # cannot write the parent directory: leave it to the owner
-    if fd is None:
-        return False  # a build is in the middle of its swap
-    try:
-        return recover_target(target)
-    except OSError:
-        return False
-    finally:
-        release_lock(fd)
-
-
-# --------------------------------------------------------------------------- the swap
-
-
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
@@ -209,82 +142,13 @@ def fsync_tree(root: Path) -> None:
         files += [os.path.join(dirpath, n) for n in names]
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(_fsync_file, files))
-        list(pool.map(_fsync_dir, dirs))
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
+        list(pool.map(fsync_dir, dirs))
 
 
 def libc() -> ctypes.CDLL:
     """The C library, for the calls Python does not wrap (raises OSError if it cannot be
     loaded; a missing function is an AttributeError at the call site)."""
     return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-
-
-def _renameat2():
-    try:
-        fn = libc().renameat2
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-def exchange(a: Path, b: Path) -> bool:
-    """Atomically swap the names of `a` and `b`; False if the system cannot."""
-    fn = _renameat2()
-    if fn is None:
-        return False
-    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
-        return False
-    raise OSError(err, os.strerror(err), str(a), None, str(b))
-
-
-def _to_trash(path: Path, target: Path) -> Path:
-    """Move a previous warehouse out of the way (where `clean_stale_staging` finds it
-    if this process dies before removing it); returns where it is now."""
-    trash = target.parent / f".{target.name}.trash-{os.getpid()}"
-    try:
-        os.rename(path, trash)
-    except OSError:
-        trash = path
-    return trash
-
-
-def swap_into_place(staging: Path, target: Path, discard: bool = True) -> Path | None:
-    """Publish the finished staging directory at `target`; a crash leaves old or new.
-
-    The previous warehouse is removed, or with `discard=False` moved aside and its
-    path returned for the caller to remove (`shutil.rmtree`) while it does other work.
-    """
-    fsync_tree(staging)
-    _fsync_dir(staging.parent)
-    if not target.exists():
-        os.rename(staging, target)
-        _fsync_dir(target.parent)
-        return None
-    if exchange(staging, target):
-        _fsync_dir(target.parent)
-        old = staging  # the staging name now holds the previous warehouse
-    else:
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.rename(target, old)
-        try:
-            os.rename(staging, target)
-        except BaseException:
-            os.rename(old, target)
-            raise
-        _fsync_dir(target.parent)
-    trash = _to_trash(old, target)
-    if not discard:
-        return trash
-    shutil.rmtree(trash, ignore_errors=True)
-    return None
 
 
 # --------------------------------------------------------------------------- disk space
@@ -388,7 +252,7 @@ def signals_held():
     """SIGINT, SIGTERM and SIGALRM held (blocked) in this thread, delivered at the end.
 
     For the steps an interrupt must not cut in two: starting a thread the cleanup must
-    wait for, waiting for it, and removing the staging directory (an interrupt
+    wait for, waiting for it, and removing the unpublished snapshot (an interrupt
     re-delivered by `interrupts_as_exceptions` inside that rmtree left a directory).
     """
     # Python runs a handler between bytecodes, possibly after the signal itself came:

@@ -7,6 +7,7 @@ promise, tree hashing for byte-for-byte comparisons, and leftovers checks.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -63,19 +64,32 @@ def tree_hashes(root: Path) -> dict[str, str]:
 
 
 def leftovers(target: Path) -> list[str]:
-    """Staging/old/trash directories of builds of `target` (the lock file is not one)."""
+    """Snapshots of `target` no reader can reach: neither current nor the one the current
+    snapshot replaced (what a killed build leaves; the next build removes them)."""
     target = Path(target)
-    return sorted(
-        p.name
-        for p in target.parent.glob(f".{target.name}.*")
-        if p.is_dir() and any(k in p.name for k in (".staging-", ".old-", ".trash-"))
-    )
+    base = target / "snapshots"
+    if not base.is_dir():
+        return []
+    kept = set()
+    if (target / "current").is_symlink():
+        current = Path(os.readlink(target / "current")).name
+        kept.add(current)
+        try:
+            kept.add(json.loads((base / current / "manifest.json").read_text()).get("previous"))
+        except (OSError, ValueError):
+            pass
+    return sorted(p.name for p in base.iterdir() if p.name not in kept)
+
+
+def published_hashes(target: Path) -> dict[str, str]:
+    """`tree_hashes` of what readers can reach: leftover snapshots left out."""
+    skip = tuple(f"snapshots/{name}/" for name in leftovers(target))
+    return {k: v for k, v in tree_hashes(target).items() if not k.startswith(skip)}
 
 
 def assert_no_partial(target: Path) -> None:
-    """Nothing at `target` and no staging directory beside it."""
+    """Nothing at `target`: a first build that failed removed all it wrote."""
     assert not Path(target).exists(), f"{target} exists"
-    assert leftovers(target) == [], leftovers(target)
 
 
 def read_h5(path: Path) -> dict[str, np.ndarray]:

@@ -167,7 +167,7 @@ def test_readers_survive_a_rebuild(wh, tmp_path):
     rebuild is of the same inputs, so (the output being deterministic) the answers never
     change either."""
     target = tmp_path / "wh"
-    shutil.copytree(wh["path"], target)
+    shutil.copytree(wh["path"], target, symlinks=True)
     connect(target).close()
     stop = tmp_path / "stop"
     readers = [_py_reader(target, seconds=0, stop=stop) for _ in range(2)]

@@ -35,12 +35,14 @@ def _build(inputs, target, **kw):
 
 
 def _parquet_hashes(wh):
-    return {k: v for k, v in tree_hashes(wh).items() if k.endswith(".parquet")}
+    """The current snapshot's Parquet files by their path inside it."""
+    return {k: v for k, v in tree_hashes(wh / "current").items() if k.endswith(".parquet")}
 
 
 def _stable_manifest(wh) -> dict:
     m = json.loads((wh / "manifest.json").read_text())
-    m.pop("built_at")
+    for key in ("built_at", "snapshot", "previous"):
+        m.pop(key)
     for key in VOLATILE_SUMMARY:
         m["summary"].pop(key)
     return m

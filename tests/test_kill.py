@@ -1,12 +1,13 @@
 """Interrupted builds lose nothing: kill `saewh build --replace` at several points with
-SIGINT, SIGTERM and SIGKILL, fill the disk, crash inside the swap, and check that the
-previous warehouse is byte-for-byte intact (or, after the swap, the new one is there and
-verifies), that no partial warehouse appears where there was none, and that the next
-build cleans up whatever a killed one left behind.
+SIGINT, SIGTERM and SIGKILL, fill the disk, crash around the publishing rename, and
+check that what readers reach of the previous warehouse is byte-for-byte intact (or,
+after the publish, the new one is current and verifies), that no partial warehouse
+appears where there was none, and that the next build removes whatever a killed one
+left behind.
 
-Kill points are found by watching the staging directory (`.NAME.staging-PID`) for each
-phase's first output, so the test needs no hook in the build; the input is sized so
-each phase lasts long enough to be hit.
+Kill points are found by watching the build's unpublished snapshot directory
+(`WH/snapshots/<id>`) for each phase's first output, so the test needs no hook in the
+build; the input is sized so each phase lasts long enough to be hit.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from reliability import (
     assert_no_partial,
     error_lines,
     leftovers,
+    published_hashes,
     saewh,
     saewh_subprocess,
     tree_hashes,
@@ -57,15 +59,17 @@ def inputs(tmp_path_factory):
 
 
 def fresh_previous(inputs, tmp_path) -> tuple[Path, dict]:
-    """A copy of the previous warehouse at tmp_path/wh, already re-pointed there."""
+    """A copy of the previous warehouse at tmp_path/wh, already re-published there."""
     target = tmp_path / "wh"
-    shutil.copytree(inputs["previous"], target)
+    shutil.copytree(inputs["previous"], target, symlinks=True)
     connect(target).close()
     return target, tree_hashes(target)
 
 
 def _stage(target: Path, pid: int) -> Path:
-    return target.parent / f".{target.name}.staging-{pid}"
+    """The build's unpublished snapshot (the only one `leftovers` names while it runs)."""
+    names = leftovers(target)
+    return target / "snapshots" / names[-1] if names else target / "nowhere"
 
 
 MARKERS = {
@@ -128,9 +132,9 @@ def check_after_kill(proc, target, before, sig, point, inputs):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    # 1. The previous warehouse, byte for byte, or (if the kill came after the swap) the
-    #    new one, complete and verified.
-    if tree_hashes(target) != before:
+    # 1. The previous warehouse, byte for byte, or (if the kill came after the publish)
+    #    the new one, complete and verified.
+    if published_hashes(target) != before:
         verify_warehouse(target, checksums=True)
         manifest = json.loads((target / "manifest.json").read_text())
         assert manifest["inputs"]["h5"]["path"] == str(Path(inputs["big"][0]).resolve())
@@ -144,6 +148,7 @@ def check_after_kill(proc, target, before, sig, point, inputs):
             assert (proc.returncode, error_lines(err)) == (expected[0], [f"saewh: error: {expected[1]}"]), err
     if sig != signal.SIGKILL:
         assert leftovers(target) == [], leftovers(target)  # the build cleaned up after itself
+        assert tree_hashes(target) in (before, published_hashes(target))
     # 3. Workers die with the build (PR_SET_PDEATHSIG), even after SIGKILL.
     deadline = time.monotonic() + 10
     while _group_alive(proc.pid) and time.monotonic() < deadline:
@@ -181,13 +186,13 @@ def test_kill_first_build_leaves_no_partial_warehouse(inputs, tmp_path, sig):
     proc = start_build(*inputs["big"], target, workers=1)
     assert kill_at(proc, target, "merge", sig)
     proc.communicate(timeout=120)
-    assert not target.exists()
     if sig != signal.SIGKILL:
         assert_no_partial(target)
     else:
-        assert len(leftovers(target)) == 1  # the killed build's staging directory...
+        assert len(leftovers(target)) == 1  # the killed build's snapshot, unpublished...
+        assert_clean_error(saewh("sql", "-w", target, "SELECT 1"), 4, "not a warehouse")
         result = saewh("build", "--h5", inputs["small"][0], "--npz", inputs["small"][1], "-w", target,
-                       "--latents", N_LATENTS)
+                       "--latents", N_LATENTS)  # (no --replace: nothing was published)
         assert result.exit_code == 0, result.stderr
         assert leftovers(target) == []  # ...is gone after the next build
 
@@ -247,104 +252,59 @@ def test_disk_full_on_a_real_small_filesystem(inputs, tmp_path):
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
-# --------------------------------------------------------------------------- the swap itself
-
-
-def _staged_copy(inputs, tmp_path, target) -> Path:
-    """A complete warehouse at the staging name of this process, as a build leaves it."""
-    staging = staging_mod.staging_dir_for(target)
-    shutil.copytree(inputs["previous"], staging)
-    (staging / "marker-new").write_text("new")
-    return staging
-
-
-@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
-def test_swap(inputs, tmp_path, monkeypatch, exchange):
-    target, before = fresh_previous(inputs, tmp_path)
-    if not exchange:
-        monkeypatch.setattr(staging_mod, "exchange", lambda a, b: False)
-    else:
-        probe_a, probe_b = tmp_path / "a", tmp_path / "b"
-        probe_a.mkdir()
-        probe_b.mkdir()
-        if not staging_mod.exchange(probe_a, probe_b):
-            pytest.skip("renameat2(RENAME_EXCHANGE) is not available here")
-    staging = _staged_copy(inputs, tmp_path, target)
-    staging_mod.swap_into_place(staging, target)
-    assert (target / "marker-new").exists()
-    assert leftovers(target) == []
-
+# --------------------------------------------------------------------------- the publish itself
 
 _CRASH_SCRIPT = """
 import os, sys
 from pathlib import Path
-import etl.staging as s
-staging, target, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-if mode == "between-renames":
-    s.exchange = lambda a, b: False
-    real = os.rename
-    calls = []
-    def rename(a, b):
-        real(a, b)
-        calls.append(b)
-        if len(calls) == 1:
-            os._exit(9)  # power cut right after target -> .old
-    os.rename = rename
-elif mode == "after-exchange":
-    def to_trash(path, target):
-        os._exit(9)  # crash before the old warehouse is moved aside and deleted
-    s._to_trash = to_trash
-s.swap_into_place(staging, target)
+import etl.publish as p
+target, snapshot, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+real = os.replace
+def replace(a, b):
+    if Path(b).name == "current" and mode == "before-rename":
+        os._exit(9)  # power cut with the snapshot written, synced, not yet current
+    real(a, b)
+    if Path(b).name == "current" and mode == "after-rename":
+        os._exit(9)  # right after the publish, before the old snapshots are pruned
+os.replace = replace
+p.publish(target, snapshot)
 """
 
 
-def _crash_swap(inputs, tmp_path, mode):
+def _crash_publish(inputs, tmp_path, mode):
     target, before = fresh_previous(inputs, tmp_path)
-    staging = target.parent / ".wh.staging-999999"
-    shutil.copytree(inputs["previous"], staging)
-    (staging / "marker-new").write_text("new")
-    done = subprocess.run([sys.executable, "-c", _CRASH_SCRIPT, str(staging), str(target), mode],
+    current = (target / "current").resolve()
+    snapshot = target / "snapshots" / "29991231T235959Z-0000beef"  # a finished build's copy
+    shutil.copytree(current, snapshot)
+    (snapshot / "marker-new").write_text("new")
+    done = subprocess.run([sys.executable, "-c", _CRASH_SCRIPT, str(target), str(snapshot), mode],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 9, done.stderr
     return target, before
 
 
-def test_crash_between_the_two_renames(inputs, tmp_path):
-    """Without RENAME_EXCHANGE: the target is briefly missing; the old one is put back
-    by the next reader (connect) or build."""
-    target, before = _crash_swap(inputs, tmp_path, "between-renames")
-    assert not target.exists() and any(".old-" in n for n in leftovers(target))
+def test_crash_before_the_publishing_rename(inputs, tmp_path):
+    """The old snapshot stays current; the unpublished one is removed by the next build."""
+    target, before = _crash_publish(inputs, tmp_path, "before-rename")
+    assert published_hashes(target) == before and leftovers(target) == ["29991231T235959Z-0000beef"]
     result = saewh("sql", "-w", target, "SELECT count(*) AS n FROM reviews", "--csv")
     assert result.exit_code == 0, result.stderr
-    assert tree_hashes(target) == before
-    # The staging copy of the crashed build is cleaned by the next build.
     result = saewh("build", "--h5", inputs["small"][0], "--npz", inputs["small"][1], "-w", target,
                    "--latents", N_LATENTS, "--replace")
     assert result.exit_code == 0, result.stderr
     assert leftovers(target) == []
 
 
-def test_crash_between_the_two_renames_then_build_without_replace(inputs, tmp_path):
-    target, before = _crash_swap(inputs, tmp_path, "between-renames")
-    result = saewh("build", "--h5", inputs["small"][0], "--npz", inputs["small"][1], "-w", target,
-                   "--latents", N_LATENTS)
-    assert_clean_error(result, 4, "already exists")  # the old warehouse is back
-    assert tree_hashes(target) == before
-
-
-def test_crash_after_the_exchange(inputs, tmp_path):
-    probe_a, probe_b = tmp_path / "a", tmp_path / "b"
-    probe_a.mkdir()
-    probe_b.mkdir()
-    if not staging_mod.exchange(probe_a, probe_b):
-        pytest.skip("renameat2(RENAME_EXCHANGE) is not available here")
-    target, _before = _crash_swap(inputs, tmp_path, "after-exchange")
-    assert (target / "marker-new").exists()  # the new one is in place
-    assert leftovers(target) == [".wh.staging-999999"]  # the old one, at the staging name
+def test_crash_after_the_publishing_rename(inputs, tmp_path):
+    """The new snapshot is current at once, complete; the next build prunes the old."""
+    target, _before = _crash_publish(inputs, tmp_path, "after-rename")
+    assert (target / "current" / "marker-new").exists()
+    result = saewh("sql", "-w", target, "SELECT count(*) AS n FROM reviews", "--csv")
+    assert result.exit_code == 0, result.stderr
     result = saewh("build", "--h5", inputs["small"][0], "--npz", inputs["small"][1], "-w", target,
                    "--latents", N_LATENTS, "--replace")
     assert result.exit_code == 0, result.stderr
-    assert leftovers(target) == []
+    assert len(list((target / "snapshots").iterdir())) == 2 and leftovers(target) == []
 
 
 def test_concurrent_build_of_the_same_target_is_refused(inputs, tmp_path):

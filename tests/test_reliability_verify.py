@@ -1,5 +1,5 @@
-"""`saewh verify`, the verification every build runs before its swap, and `connect`'s
-handling of moved and half-swapped warehouses."""
+"""`saewh verify`, the verification every build runs before publishing, and `connect`'s
+handling of moved warehouses."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def built(tmp_path_factory):
 def wh(built, tmp_path):
     """A private copy (re-pointed by connect on first use)."""
     dst = tmp_path / "wh"
-    shutil.copytree(built[0], dst)
+    shutil.copytree(built[0], dst, symlinks=True)
     return dst
 
 
@@ -57,7 +57,7 @@ def test_intact_warehouse_verifies(wh):
 
 
 def test_flipped_byte_is_a_checksum_mismatch(wh):
-    path = wh / "activations" / "bucket=0" / "part-0.parquet"
+    path = wh / "current" / "activations" / "bucket=0" / "part-0.parquet"
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0x01
     path.write_bytes(bytes(raw))
@@ -65,7 +65,7 @@ def test_flipped_byte_is_a_checksum_mismatch(wh):
 
 
 def test_damaged_footer_without_checksums(wh):
-    path = wh / "features.parquet"
+    path = wh / "current" / "features.parquet"
     raw = bytearray(path.read_bytes())
     raw[-12:-4] = b"\0" * 8  # footer length and part of the metadata
     path.write_bytes(bytes(raw))
@@ -76,19 +76,19 @@ def test_damaged_footer_without_checksums(wh):
 @pytest.mark.parametrize("victim", ["reviews.parquet", "tokens/part-0000.parquet",
                                     "activations/bucket=1/part-0.parquet"])
 def test_deleted_file(wh, victim):
-    (wh / victim).unlink()
+    (wh / "current" / victim).unlink()
     assert_clean_error(verify(wh), WAREHOUSE, victim, "missing")
 
 
 def test_truncated_file(wh):
-    path = wh / "top_examples.parquet"
+    path = wh / "current" / "top_examples.parquet"
     path.write_bytes(path.read_bytes()[:-100])
     assert_clean_error(verify(wh), WAREHOUSE, "top_examples.parquet", "bytes")
 
 
 def test_extra_file_a_view_would_read(wh):
-    shutil.copy(wh / "activations" / "bucket=0" / "part-0.parquet",
-                wh / "activations" / "bucket=0" / "part-1.parquet")
+    shutil.copy(wh / "current" / "activations" / "bucket=0" / "part-0.parquet",
+                wh / "current" / "activations" / "bucket=0" / "part-1.parquet")
     assert_clean_error(verify(wh), WAREHOUSE, "bucket=0/part-1.parquet", "not in manifest.json")
 
 
@@ -116,17 +116,17 @@ def test_manifest_edits(wh):
 
 
 def test_database_damaged_or_missing(wh):
-    db = wh / "warehouse.duckdb"
+    db = wh / "current" / "warehouse.duckdb"
     db.write_bytes(b"\0" * 4096)
     assert_clean_error(verify(wh), WAREHOUSE, "warehouse.duckdb")
     db.unlink()
-    assert_clean_error(verify(wh), WAREHOUSE, "not a warehouse")
+    assert_clean_error(verify(wh), WAREHOUSE, "incomplete")
 
 
 def test_misplaced_bucket_file(wh):
     """A file in the wrong bucket directory would answer the wrong feature's queries."""
-    a = wh / "activations" / "bucket=0" / "part-0.parquet"
-    b = wh / "activations" / "bucket=1" / "part-0.parquet"
+    a = wh / "current" / "activations" / "bucket=0" / "part-0.parquet"
+    b = wh / "current" / "activations" / "bucket=1" / "part-0.parquet"
     sa, sb = a.read_bytes(), b.read_bytes()
     a.write_bytes(sb)
     b.write_bytes(sa)
@@ -143,20 +143,20 @@ def test_misplaced_bucket_file(wh):
 
 def test_moved_warehouse_verifies(built, tmp_path):
     moved = tmp_path / "elsewhere" / "moved"
-    shutil.copytree(built[0], moved)
+    shutil.copytree(built[0], moved, symlinks=True)
     assert verify(moved).exit_code == 0
 
 
 # --------------------------------------------------------------------------- build-time verify
 
 
-def test_build_verifies_before_the_swap(built, tmp_path, monkeypatch):
+def test_build_verifies_before_publishing(built, tmp_path, monkeypatch):
     """A build whose output lost rows (here: a bucket file deleted after the merge) fails
     its own verification; the previous warehouse stays, byte for byte."""
     import etl.build as build_mod
 
     target = tmp_path / "wh"
-    shutil.copytree(built[0], target)
+    shutil.copytree(built[0], target, symlinks=True)
     connect(target).close()  # re-point the copy, so hashing below sees its final bytes
     before = tree_hashes(target)
     real_write = build_mod._write_feature_tables
@@ -176,40 +176,46 @@ def test_build_verifies_before_the_swap(built, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- connect
 
 
-def test_connect_recovers_a_half_swapped_warehouse(built, tmp_path):
-    """Where renameat2 is missing the swap is two renames; a crash between them leaves
-    `.NAME.old-PID` and no NAME.  connect (and so every query) puts it back."""
-    target = tmp_path / "wh"
-    shutil.copytree(built[0], tmp_path / ".wh.old-4242")
-    con = connect(target)
-    try:
-        n = con.execute("SELECT count(*) FROM reviews").fetchone()[0]
-        assert n == manifest(target)["summary"]["n_reviews"]
-    finally:
-        con.close()
-    assert target.is_dir() and leftovers(target) == []
-
-
-def test_saewh_sql_recovers_too(built, tmp_path):
-    shutil.copytree(built[0], tmp_path / ".wh.old-4243")
-    result = saewh("sql", "-w", tmp_path / "wh", "SELECT count(*) AS n FROM features", "--csv")
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines() == ["n", str(N_LATENTS)]
-
-
-def test_connect_to_a_moved_warehouse_another_process_holds_open(built, tmp_path):
-    """Re-pointing needs a write lock; while another process reads the file, connect
-    falls back to temporary views instead of failing (and writes nothing)."""
+def test_connect_republishes_a_moved_warehouse_another_process_holds_open(built, tmp_path):
+    """A moved warehouse gets a new snapshot with its views here; the snapshot another
+    process has open is neither written nor removed."""
     moved = tmp_path / "moved"
-    shutil.copytree(built[0], moved)
+    shutil.copytree(built[0], moved, symlinks=True)
+    old = (moved / "current").resolve()
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
-         "print('open', flush=True); time.sleep(60)", str(moved / "warehouse.duckdb")],
+         "print('open', flush=True); time.sleep(60)", str(old / "warehouse.duckdb")],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )
     try:
         assert holder.stdout.readline().strip() == "open"
+        before = tree_hashes(old)
+        con = connect(moved)
+        try:
+            n = con.execute("SELECT count(*) FROM activations").fetchone()[0]
+            stored = con.execute("SELECT value FROM warehouse_meta WHERE key = 'root'").fetchone()[0]
+        finally:
+            con.close()
+        assert n == manifest(moved)["summary"]["n_activations"]
+        assert stored == str((moved / "current").resolve()) != str(old)
+        assert tree_hashes(old) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_connect_to_a_moved_warehouse_it_cannot_republish(built, tmp_path):
+    """While a build holds the lock, connect reads a moved warehouse through temporary
+    views over its files where they are now (the old place is gone), and writes nothing."""
+    from etl.staging import acquire_build_lock, release_lock
+
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    shutil.copytree(built[0], first, symlinks=True)
+    connect(first).close()  # its views now name first/
+    os.rename(first, moved)
+    lock = acquire_build_lock(moved)
+    try:
         before = tree_hashes(moved)
         con = connect(moved)
         try:
@@ -219,11 +225,10 @@ def test_connect_to_a_moved_warehouse_another_process_holds_open(built, tmp_path
         finally:
             con.close()
         assert n == manifest(moved)["summary"]["n_activations"] and top == 5
-        assert stored == str(built[0])  # not re-pointed: someone else had it open
+        assert stored.startswith(str(first))  # not re-published
         assert tree_hashes(moved) == before
     finally:
-        holder.kill()
-        holder.wait()
+        release_lock(lock)
 
 
 def test_connect_is_read_only(built, tmp_path):

@@ -264,13 +264,48 @@ _WARNINGS = {
 
 @app.command()
 def repoint(warehouse: WarehouseOpt = None) -> None:
-    """Re-write the views' absolute paths after moving a warehouse directory."""
+    """After moving a warehouse directory: publish its current snapshot again with views
+    naming the files where they are now (saewh readers manage without; the DuckDB CLI
+    needs it)."""
 
     def go():
-        from warehouse.db import check_directory
-        from warehouse.db import repoint as do_repoint
+        from etl.publish import republish_moved
+        from warehouse.db import WarehouseError, check_directory, points_here
 
-        do_repoint(check_directory(warehouse or default_warehouse()))
+        root = check_directory(warehouse or default_warehouse())
+        if points_here(root):
+            typer.echo(f"{root}: its views already name its files", err=True)
+        elif republish_moved(root):
+            typer.echo(f"{root}: re-published with its views at this place", err=True)
+        else:
+            raise WarehouseError(
+                f"{root}: cannot publish a snapshot here (not writable, or a build holds its lock); "
+                "saewh readers still work (through temporary views)"
+            )
+
+    run_guarded(go)
+
+
+@app.command()
+def vacuum(warehouse: WarehouseOpt = None) -> None:
+    """Remove every snapshot but the current one that no connection has open."""
+
+    def go():
+        from etl.publish import prune
+        from etl.staging import LockBusy, acquire_build_lock, release_lock
+        from warehouse.db import WarehouseError, check_directory
+
+        root = check_directory(warehouse or default_warehouse())
+        try:
+            lock = acquire_build_lock(root)
+        except LockBusy as exc:
+            raise WarehouseError(str(exc)) from None
+        try:
+            removed, busy = prune(root, keep=set())
+        finally:
+            release_lock(lock)
+        note = f"; kept {len(busy)} in use ({', '.join(busy)})" if busy else ""
+        typer.echo(f"{root}: removed {len(removed)} snapshot(s){note}", err=True)
 
     run_guarded(go)
 
@@ -434,6 +469,7 @@ def _info_text(directory: Path, manifest: dict, sizes: dict) -> str:
     facts = [
         ("directory", str(directory)),
         ("built", str(manifest.get("built_at", "?"))),
+        ("snapshot", str(manifest.get("snapshot", "?"))),
         ("schema version", str(manifest.get("schema_version", "?"))),
         ("SAE", f"{sae.get('n_latents', '?'):,} latents, k = {sae.get('k', '?')}"),
         ("tokenizer", str(manifest.get("tokenizer", "?"))),

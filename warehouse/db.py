@@ -11,19 +11,23 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse.snapshots import (
+    CURRENT,
+    DB_FILE,
+    MANIFEST,
+    SNAPSHOTS,
+    WarehouseError,
+    current_snapshot,
+    is_snapshot_name,
+)
 from warehouse.sqlfiles import load_sql, split_statements, sql_dir, sql_string_literal
 
-DB_FILE = "warehouse.duckdb"
-MANIFEST = "manifest.json"
-SCHEMA_VERSION = 4  # = etl.build.SCHEMA_VERSION
+__all__ = ["DB_FILE", "MANIFEST", "WarehouseError"]  # (re-exported: their home is warehouse.snapshots)
+SCHEMA_VERSION = 5  # = etl.build.SCHEMA_VERSION; 5: snapshots (warehouse.snapshots)
 TABLES = (
     "activations", "tokens", "reviews", "features", "top_examples", "feature_stars",
     "feature_review_stats", "review_top_features",
 )
-
-
-class WarehouseError(Exception):
-    """The warehouse is missing, moved beyond repair, or inconsistent (one-line message)."""
 
 
 # Each table's files, relative to the warehouse (the manifest lists the same files).
@@ -156,32 +160,23 @@ def finish_database(directory: Path, root: Path) -> None:
         con.close()
 
 
-def repoint(directory: Path) -> None:
-    """Re-write the views' absolute paths (after the directory moved) and the macros."""
-    directory = Path(directory).absolute()
-    con = _duckdb_connect(directory / DB_FILE)
+def rewrite_views(snapshot: Path) -> None:
+    """Re-create the views over `snapshot`'s own files (and the macros) in its database:
+    for a new snapshot made from a moved one (`etl.publish.republish_moved`), before it
+    is published; never on a published one."""
+    con = _duckdb_connect(Path(snapshot) / DB_FILE)
     try:
-        # Macros are re-created too, so a warehouse picks up a newer saewh's macros.
-        for stmt in _render_schema(directory) + _macro_statements():
+        for stmt in _render_schema(Path(snapshot)) + _macro_statements():
             con.execute(stmt)
-        con.execute("UPDATE warehouse_meta SET value = $root WHERE key = 'root'", {"root": str(directory)})
+        con.execute("UPDATE warehouse_meta SET value = $root WHERE key = 'root'", {"root": str(snapshot)})
     finally:
         con.close()
 
 
 def check_directory(directory: Path) -> Path:
+    """The warehouse's absolute path, once its current snapshot is there (else WarehouseError)."""
     directory = Path(directory).absolute()
-    if not directory.exists():
-        from etl.staging import recover_if_missing
-
-        # A build killed in the middle of its swap (only possible where renameat2 is
-        # missing) leaves the previous warehouse beside the target: put it back.
-        if not recover_if_missing(directory):
-            raise WarehouseError(f"{directory}: no such warehouse; build one with `saewh build`")
-    if not (directory / MANIFEST).is_file() or not (directory / DB_FILE).is_file():
-        raise WarehouseError(
-            f"{directory}: not a warehouse (no {MANIFEST} or {DB_FILE}); build one with `saewh build`"
-        )
+    current_snapshot(directory)
     return directory
 
 
@@ -202,18 +197,10 @@ def _attach_private(path: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _open_db(directory: Path, read_only: bool, private: bool = False) -> duckdb.DuckDBPyConnection:
-    """duckdb.connect, waiting a little while another process re-points the file."""
-    deadline = time.monotonic() + 5.0
-    while True:
-        try:
-            if private:
-                return _attach_private(directory / DB_FILE)
-            return _duckdb_connect(directory / DB_FILE, read_only=read_only)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+def _open_snapshot_db(snapshot: Path, private: bool) -> duckdb.DuckDBPyConnection:
+    if private:
+        return _attach_private(snapshot / DB_FILE)
+    return _duckdb_connect(snapshot / DB_FILE, read_only=True)
 
 
 def _stored_root(con: duckdb.DuckDBPyConnection, directory: Path) -> str | None:
@@ -221,45 +208,79 @@ def _stored_root(con: duckdb.DuckDBPyConnection, directory: Path) -> str | None:
         row = con.execute("SELECT value FROM warehouse_meta WHERE key = 'root'").fetchone()
     except duckdb.Error as exc:
         con.close()
-        raise WarehouseError(f"{directory}: not a warehouse database ({exc})") from None
+        raise WarehouseError(f"{directory}: not a warehouse database ({_first_line(exc)})") from None
     return row[0] if row else None
 
 
-def _overlay_views(con: duckdb.DuckDBPyConnection, directory: Path) -> None:
-    """Temporary views over `directory` that shadow the stored ones, for this connection."""
-    for stmt in _render_schema(directory):
+def _overlay_views(con: duckdb.DuckDBPyConnection, snapshot: Path) -> None:
+    """Temporary views over `snapshot` that shadow the stored ones, for this connection."""
+    for stmt in _render_schema(snapshot):
         con.execute(stmt.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1))
 
 
-def connect(
-    directory: Path, read_only: bool = True, private: bool = False
-) -> duckdb.DuckDBPyConnection:
-    """Open a warehouse for querying (read-only by default), re-pointing it if it moved.
+def _same_directory(stored: str, snapshot: Path) -> bool:
+    """Whether the views' stored root is `snapshot` (also when reached by another path)."""
+    try:
+        return stored == str(snapshot) or os.path.samefile(stored, snapshot)
+    except OSError:
+        return False
 
-    `private` attaches the file read-only to a DuckDB instance of this connection's own
-    (as catalog `warehouse`), whose configuration can then be locked (the sandbox).
 
-    A moved warehouse is re-pointed in place when its file can be written (so the
-    DuckDB CLI reads it too); when it cannot (read-only files, or other processes have
-    it open), this connection gets temporary views over the new location instead, so
-    querying never fails and never needs to write.
+def open_snapshot(directory: Path, private: bool = False) -> tuple[duckdb.DuckDBPyConnection, Path]:
+    """A read-only connection to the warehouse's current snapshot, and that snapshot's
+    directory (its manifest describes exactly what the connection reads).
+
+    The connection keeps reading that snapshot whatever builds publish meanwhile.  A
+    snapshot removed between resolving `current` and opening it (a build and a vacuum
+    in that instant) is retried at the new `current`.  A warehouse that was moved is
+    re-published with its views at the new place when it can be written
+    (`etl.publish.republish_moved`, so the DuckDB CLI reads it too); when it cannot,
+    this connection gets temporary views over the new place instead.
+    `private` attaches the file to a DuckDB instance of this connection's own (as
+    catalog `warehouse`), whose configuration can then be locked (the sandbox).
     """
-    directory = check_directory(directory)
-    read_only = read_only or private
-    con = _open_db(directory, read_only, private)
-    stored = _stored_root(con, directory)
-    if stored is None or stored == str(directory):
-        return con
-    con.close()
-    if os.access(directory / DB_FILE, os.W_OK) and os.access(directory, os.W_OK):
+    directory = Path(directory).absolute()
+    deadline = time.monotonic() + 5.0
+    moved_once = False
+    while True:
+        snapshot = current_snapshot(directory)
         try:
-            repoint(directory)
-        except duckdb.Error:
-            pass  # e.g. another process has it open: fall back to temporary views
-    con = _open_db(directory, read_only, private)
-    if _stored_root(con, directory) != str(directory):
-        _overlay_views(con, directory)
-    return con
+            con = _open_snapshot_db(snapshot, private)
+        except duckdb.IOException as exc:
+            # Removed, or being removed (its remover holds a lock), since `current` moved on.
+            moved_on = current_snapshot(directory) != snapshot
+            if time.monotonic() > deadline or not (moved_on or "lock" in str(exc).lower()):
+                raise
+            time.sleep(0.02)
+            continue
+        stored = _stored_root(con, directory)
+        if stored is None or _same_directory(stored, snapshot):
+            return con, snapshot
+        if not moved_once:
+            moved_once = True
+            from etl.publish import republish_moved
+
+            if republish_moved(directory):
+                con.close()
+                continue
+        _overlay_views(con, snapshot)
+        return con, snapshot
+
+
+def points_here(directory: Path) -> bool:
+    """Whether the current snapshot's stored views name its files where they are now."""
+    snapshot = current_snapshot(Path(directory).absolute())
+    con = _open_snapshot_db(snapshot, private=True)
+    try:
+        stored = _stored_root(con, snapshot)
+    finally:
+        con.close()
+    return stored is None or _same_directory(stored, snapshot)
+
+
+def connect(directory: Path, private: bool = False) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the warehouse's current snapshot (see `open_snapshot`)."""
+    return open_snapshot(directory, private)[0]
 
 
 def read_manifest(directory: Path) -> dict:
@@ -292,7 +313,7 @@ def verify_warehouse(directory: Path, checksums: bool = False) -> list[str]:
     latent); the database's schema version, and every view returning the files' rows.
     Returns nothing when all is well.
     """
-    directory = check_directory(directory)
+    directory = _snapshot_to_verify(Path(directory).absolute())
     try:
         manifest = read_manifest(directory)
     except (OSError, ValueError) as exc:
@@ -304,6 +325,22 @@ def verify_warehouse(directory: Path, checksums: bool = False) -> list[str]:
         raise WarehouseError(f"{directory}: {MANIFEST} is malformed ({type(exc).__name__}: {exc})") from None
     _verify_database(directory, totals)
     return []
+
+
+def _snapshot_to_verify(directory: Path) -> Path:
+    """`directory` itself when it is a snapshot (the build verifies its own before
+    publishing), else the current snapshot of the warehouse `directory`, whose links
+    for the DuckDB CLI must lead to it."""
+    if directory.parent.name == SNAPSHOTS and is_snapshot_name(directory.name):
+        return directory
+    snapshot = current_snapshot(directory)
+    for name in (DB_FILE, MANIFEST):
+        link = directory / name
+        if not link.is_symlink() or os.readlink(link) != f"{CURRENT}/{name}":
+            raise WarehouseError(
+                f"{directory}: {name} is not the link to {CURRENT}/{name} the DuckDB CLI opens"
+            )
+    return snapshot
 
 
 def _first_line(exc: BaseException) -> str:
@@ -403,10 +440,13 @@ def _verify_summary(directory: Path, manifest: dict, totals: dict[str, int]) -> 
 
 def _verify_database(directory: Path, totals: dict[str, int]) -> None:
     try:
-        con = connect(directory)
+        con = _open_snapshot_db(directory, private=True)
     except duckdb.Error as exc:
         raise WarehouseError(f"{directory}: {DB_FILE} cannot be opened ({_first_line(exc)})") from None
     try:
+        stored = _stored_root(con, directory)
+        if stored is not None and not _same_directory(stored, directory):
+            _overlay_views(con, directory)  # moved: check the files here, writing nothing
         try:
             row = con.execute("SELECT value FROM warehouse_meta WHERE key = 'schema_version'").fetchone()
         except duckdb.Error as exc:

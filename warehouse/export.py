@@ -239,17 +239,16 @@ def export_feature(
     **options: int,
 ) -> str:
     """The feature's dashboard JSON (text, deterministic: sorted groups, no timestamps)."""
-    from warehouse.db import check_directory, connect
+    from warehouse.db import open_snapshot
     from warehouse.reports import NotFound, load_manifest
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    directory = check_directory(warehouse)
-    n_latents = int(load_manifest(directory)["sae"]["n_latents"])
-    if not 0 <= feature < n_latents:
-        raise NotFound(f"unknown feature {feature}: this warehouse's features are 0..{n_latents - 1}")
-    con = connect(directory)
+    con, snapshot = open_snapshot(warehouse)
     try:
+        n_latents = int(load_manifest(snapshot)["sae"]["n_latents"])
+        if not 0 <= feature < n_latents:
+            raise NotFound(f"unknown feature {feature}: this warehouse's features are 0..{n_latents - 1}")
         data = feature_data(con, feature, **options)
     finally:
         con.close()

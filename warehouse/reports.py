@@ -66,15 +66,18 @@ def load_reports() -> dict[str, SqlFile]:
     return dict(sorted(out.items()))
 
 
-def _open(directory: Path, read_files: tuple[Path, ...] = ()) -> duckdb.DuckDBPyConnection:
-    """A read-only connection confined to the warehouse's files (and `read_files`) by
-    `warehouse.sandbox.lock_down`, or WarehouseError for anything not a warehouse."""
+def _open(
+    directory: Path, read_files: tuple[Path, ...] = ()
+) -> tuple[duckdb.DuckDBPyConnection, Path]:
+    """A read-only connection to the warehouse's current snapshot, confined to that
+    snapshot's files (and `read_files`) by `warehouse.sandbox.lock_down`, and the
+    snapshot's directory; WarehouseError for anything not a warehouse."""
     import duckdb
 
-    from warehouse.db import WarehouseError, connect
+    from warehouse.db import WarehouseError, open_snapshot
 
     try:
-        con = connect(directory, private=True)
+        con, snapshot = open_snapshot(directory, private=True)
     except duckdb.Error as exc:
         reason = _first_line(exc)
         raise WarehouseError(f"{directory}: cannot open the warehouse database ({reason})") from None
@@ -82,8 +85,8 @@ def _open(directory: Path, read_files: tuple[Path, ...] = ()) -> duckdb.DuckDBPy
         if not Path(path).is_file():
             con.close()
             raise BadValue(f"--read {path}: no such file")
-    lock_down(con, [directory], read_files)
-    return con
+    lock_down(con, [snapshot], read_files)
+    return con, snapshot
 
 
 def _first_line(exc: BaseException) -> str:
@@ -172,14 +175,11 @@ def run_report(
     arrow: bool = False,
 ) -> list[Section]:
     """Validate `values`, then run the report's statements (or the named `sections`)."""
-    from warehouse.db import check_directory
-
     validate(rep, values)
-    directory = check_directory(warehouse)
-    n_latents = int(load_manifest(directory)["sae"]["n_latents"])
     chosen = [st for st in rep.statements if sections is None or st.name in sections]
-    con = _open(directory)
+    con, snapshot = _open(warehouse)
     try:
+        n_latents = int(load_manifest(snapshot)["sae"]["n_latents"])
         _check_exists(con, rep, values, n_latents)
         return [_run_statement(con, st, values, arrow) for st in chosen]
     finally:
@@ -191,10 +191,7 @@ def run_query(
 ) -> Section:
     """Run one read-only query against the warehouse (tables, views and macros), in the
     sandbox (`warehouse.sandbox`); `read_files` are user files the query may read."""
-    from warehouse.db import check_directory
-
-    directory = check_directory(warehouse)
-    con = _open(directory, tuple(read_files))
+    con, _snapshot = _open(warehouse, tuple(read_files))
     try:
         check_query(con, query)
         st = Statement("query", query)
