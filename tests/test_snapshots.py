@@ -188,6 +188,7 @@ def test_readers_across_back_to_back_rebuilds(inputs, tmp_path):
     n_queries += len(loops[2].results) + len(loops[3].results)
     assert seen == {True, False}, "the short-lived readers saw only one of the two builds"
     assert n_queries >= 1000, n_queries
+    print(f"{n_queries} answers checked; short readers: {[len(loop.results) for loop in loops]}")
 
     # New readers see the last build (A); the held snapshots went once their readers closed
     # (the last build keeps the one it replaced).
