@@ -22,6 +22,7 @@ import pytest
 from reliability import ROOT, assert_clean_error, saewh, tree_hashes
 
 from etl.build import build_warehouse
+from etl.publish import republish_moved
 from etl.synth import synthesize
 from warehouse.db import connect
 
@@ -53,6 +54,7 @@ def wh(tmp_path_factory):
 # running every query in a loop.
 _PY_READER = """
 import json, os, sys, time
+from etl.publish import republish_moved
 from warehouse.db import connect
 wh, seconds, queries = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3])
 stop = sys.argv[4] if len(sys.argv) > 4 else None
@@ -168,7 +170,7 @@ def test_readers_survive_a_rebuild(wh, tmp_path):
     change either."""
     target = tmp_path / "wh"
     shutil.copytree(wh["path"], target, symlinks=True)
-    connect(target).close()
+    republish_moved(target)
     stop = tmp_path / "stop"
     readers = [_py_reader(target, seconds=0, stop=stop) for _ in range(2)]
     time.sleep(1.0)

@@ -85,7 +85,8 @@ def test_cli_top_k_contexts_from_another_directory(built, tmp_path):
 
 
 def test_moved_warehouse_still_answers(tmp_path):
-    """The build writes absolute paths; `connect` re-points a moved warehouse."""
+    """The build writes absolute paths; `connect` reads a moved warehouse through
+    temporary views, and `saewh repoint` publishes it for the DuckDB CLI."""
     from etl.build import build_warehouse
     from warehouse.db import connect
 
@@ -108,7 +109,10 @@ def test_moved_warehouse_still_answers(tmp_path):
         con.close()
     assert [(g[0], g[1], g[2], g[7], g[8], g[9]) for g in got] == _expected_contexts(bf, 5)
     assert n == len(bf.activations(range(256)))
-    # Once connect has re-pointed it, the CLI reads the moved warehouse too.
+    # Once `saewh repoint` has re-published it, the CLI reads the moved warehouse too.
+    from reliability import saewh
+
+    assert saewh("repoint", "-w", moved).exit_code == 0
     out = run_cli(["-readonly", "-json", str(moved / "warehouse.duckdb"), "-c",
                    f"select token from top_k_contexts({SALSA}, 3)"], tmp_path)
     tokens = [r["token"] for r in json.loads(out)]

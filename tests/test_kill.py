@@ -39,8 +39,9 @@ from reliability import (
 
 import etl.staging as staging_mod
 from etl.build import build_warehouse
+from etl.publish import republish_moved
 from etl.synth import synthesize
-from warehouse.db import connect, verify_warehouse
+from warehouse.db import verify_warehouse
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ def inputs(tmp_path_factory):
     small_h5, small_npz = write_inputs(base / "small", n_reviews=12, n_latents=N_LATENTS, k=8, seed=5)
     previous = base / "previous"
     build_warehouse(small_h5, small_npz, previous, n_latents=N_LATENTS)
-    connect(previous).close()
+    republish_moved(previous)
     return {"big": (big.h5_path, big.npz_path), "small": (small_h5, small_npz), "previous": previous}
 
 
@@ -62,7 +63,7 @@ def fresh_previous(inputs, tmp_path) -> tuple[Path, dict]:
     """A copy of the previous warehouse at tmp_path/wh, already re-published there."""
     target = tmp_path / "wh"
     shutil.copytree(inputs["previous"], target, symlinks=True)
-    connect(target).close()
+    assert republish_moved(target)
     return target, tree_hashes(target)
 
 

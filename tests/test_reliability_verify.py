@@ -15,6 +15,7 @@ from inputs import write_inputs
 from reliability import N_LATENTS, ROOT, assert_clean_error, leftovers, saewh, tree_hashes
 
 from etl.build import build_warehouse
+from etl.publish import republish_moved
 from warehouse.db import connect, verify_warehouse
 
 WAREHOUSE = 4
@@ -157,7 +158,7 @@ def test_build_verifies_before_publishing(built, tmp_path, monkeypatch):
 
     target = tmp_path / "wh"
     shutil.copytree(built[0], target, symlinks=True)
-    connect(target).close()  # re-point the copy, so hashing below sees its final bytes
+    assert republish_moved(target)  # so hashing below sees its final bytes
     before = tree_hashes(target)
     real_write = build_mod._write_feature_tables
 
@@ -176,8 +177,8 @@ def test_build_verifies_before_publishing(built, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- connect
 
 
-def test_connect_republishes_a_moved_warehouse_another_process_holds_open(built, tmp_path):
-    """A moved warehouse gets a new snapshot with its views here; the snapshot another
+def test_repoint_republishes_a_moved_warehouse_another_process_holds_open(built, tmp_path):
+    """`saewh repoint` publishes a new snapshot with its views here; the snapshot another
     process has open is neither written nor removed."""
     moved = tmp_path / "moved"
     shutil.copytree(built[0], moved, symlinks=True)
@@ -191,6 +192,8 @@ def test_connect_republishes_a_moved_warehouse_another_process_holds_open(built,
     try:
         assert holder.stdout.readline().strip() == "open"
         before = tree_hashes(old)
+        done = saewh("repoint", "-w", moved)
+        assert done.exit_code == 0, done.stderr
         con = connect(moved)
         try:
             n = con.execute("SELECT count(*) FROM activations").fetchone()[0]
@@ -199,36 +202,39 @@ def test_connect_republishes_a_moved_warehouse_another_process_holds_open(built,
             con.close()
         assert n == manifest(moved)["summary"]["n_activations"]
         assert stored == str((moved / "current").resolve()) != str(old)
-        assert tree_hashes(old) == before
+        assert tree_hashes(old) == before and old.is_dir()
     finally:
         holder.kill()
         holder.wait()
 
 
-def test_connect_to_a_moved_warehouse_it_cannot_republish(built, tmp_path):
-    """While a build holds the lock, connect reads a moved warehouse through temporary
-    views over its files where they are now (the old place is gone), and writes nothing."""
+def test_connect_to_a_moved_warehouse_writes_nothing(built, tmp_path):
+    """connect reads a moved warehouse through temporary views over its files where they
+    are now (the old place is gone), and writes nothing; repoint is refused while a
+    build holds the lock."""
     from etl.staging import acquire_build_lock, release_lock
 
     first, moved = tmp_path / "first", tmp_path / "moved"
     shutil.copytree(built[0], first, symlinks=True)
-    connect(first).close()  # its views now name first/
+    assert republish_moved(first)  # its views now name first/
     os.rename(first, moved)
+    before = tree_hashes(moved)
+    con = connect(moved)
+    try:
+        n = con.execute("SELECT count(*) FROM activations").fetchone()[0]
+        top = con.execute("SELECT count(*) FROM top_k(0, 5)").fetchone()[0]
+        stored = con.execute("SELECT value FROM warehouse_meta WHERE key = 'root'").fetchone()[0]
+    finally:
+        con.close()
+    assert n == manifest(moved)["summary"]["n_activations"] and top == 5
+    assert stored.startswith(str(first))  # not re-published
+    assert tree_hashes(moved) == before
     lock = acquire_build_lock(moved)
     try:
-        before = tree_hashes(moved)
-        con = connect(moved)
-        try:
-            n = con.execute("SELECT count(*) FROM activations").fetchone()[0]
-            top = con.execute("SELECT count(*) FROM top_k(0, 5)").fetchone()[0]
-            stored = con.execute("SELECT value FROM warehouse_meta WHERE key = 'root'").fetchone()[0]
-        finally:
-            con.close()
-        assert n == manifest(moved)["summary"]["n_activations"] and top == 5
-        assert stored.startswith(str(first))  # not re-published
-        assert tree_hashes(moved) == before
+        assert_clean_error(saewh("repoint", "-w", moved), WAREHOUSE, "build holds its lock")
     finally:
         release_lock(lock)
+    assert tree_hashes(moved) == before
 
 
 def test_connect_is_read_only(built, tmp_path):

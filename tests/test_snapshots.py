@@ -258,9 +258,11 @@ def test_a_moved_warehouse_is_republished_never_rewritten(inputs, tmp_path):
     db_bytes = (first / "current" / "warehouse.duckdb").read_bytes()
     moved = tmp_path / "moved"
     os.rename(first, moved)
-    con = connect(moved)  # re-publishes: a new snapshot with its views here
+    con = connect(moved)  # temporary views over the files here; nothing written
     assert _cli_expected(_answers(con)) == _cli_expected(ins["A"]["answers"])
     con.close()
+    assert (moved / "current").resolve().name == old
+    assert saewh("repoint", "-w", moved).exit_code == 0  # a new snapshot, views here
     assert (moved / "current").resolve().name != old
     assert (moved / "snapshots" / old / "warehouse.duckdb").read_bytes() == db_bytes  # untouched
     done = subprocess.run([str(DUCKDB_CLI), "-readonly", "-csv", "-noheader", "warehouse.duckdb", "-c",

@@ -226,22 +226,28 @@ def _same_directory(stored: str, snapshot: Path) -> bool:
         return False
 
 
+def _read_files_here(con: duckdb.DuckDBPyConnection, snapshot: Path) -> None:
+    """If the snapshot was moved since its views were stored, shadow them for `con`."""
+    stored = _stored_root(con, snapshot)
+    if stored is not None and not _same_directory(stored, snapshot):
+        _overlay_views(con, snapshot)
+
+
 def open_snapshot(directory: Path, private: bool = False) -> tuple[duckdb.DuckDBPyConnection, Path]:
     """A read-only connection to the warehouse's current snapshot, and that snapshot's
     directory (its manifest describes exactly what the connection reads).
 
     The connection keeps reading that snapshot whatever builds publish meanwhile.  A
     snapshot removed between resolving `current` and opening it (a build and a vacuum
-    in that instant) is retried at the new `current`.  A warehouse that was moved is
-    re-published with its views at the new place when it can be written
-    (`etl.publish.republish_moved`, so the DuckDB CLI reads it too); when it cannot,
-    this connection gets temporary views over the new place instead.
-    `private` attaches the file to a DuckDB instance of this connection's own (as
-    catalog `warehouse`), whose configuration can then be locked (the sandbox).
+    in that instant) is retried at the new `current`.  Opening never writes: a moved
+    warehouse's connection gets temporary views over its files where they are now
+    (`saewh repoint` publishes a snapshot whose stored views name them, for the
+    DuckDB CLI).  `private` attaches the file to a DuckDB instance of this
+    connection's own (as catalog `warehouse`), whose configuration can then be locked
+    (the sandbox).
     """
     directory = Path(directory).absolute()
     deadline = time.monotonic() + 5.0
-    moved_once = False
     while True:
         snapshot = current_snapshot(directory)
         try:
@@ -253,17 +259,7 @@ def open_snapshot(directory: Path, private: bool = False) -> tuple[duckdb.DuckDB
                 raise
             time.sleep(0.02)
             continue
-        stored = _stored_root(con, directory)
-        if stored is None or _same_directory(stored, snapshot):
-            return con, snapshot
-        if not moved_once:
-            moved_once = True
-            from etl.publish import republish_moved
-
-            if republish_moved(directory):
-                con.close()
-                continue
-        _overlay_views(con, snapshot)
+        _read_files_here(con, snapshot)
         return con, snapshot
 
 
@@ -444,9 +440,7 @@ def _verify_database(directory: Path, totals: dict[str, int]) -> None:
     except duckdb.Error as exc:
         raise WarehouseError(f"{directory}: {DB_FILE} cannot be opened ({_first_line(exc)})") from None
     try:
-        stored = _stored_root(con, directory)
-        if stored is not None and not _same_directory(stored, directory):
-            _overlay_views(con, directory)  # moved: check the files here, writing nothing
+        _read_files_here(con, directory)  # moved: check the files here, writing nothing
         try:
             row = con.execute("SELECT value FROM warehouse_meta WHERE key = 'schema_version'").fetchone()
         except duckdb.Error as exc:
