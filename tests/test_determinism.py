@@ -41,6 +41,7 @@ def _parquet_hashes(wh):
 def _stable_manifest(wh) -> dict:
     m = json.loads((wh / "manifest.json").read_text())
     m.pop("built_at")
+    m.pop("database")  # warehouse.duckdb's checksum: the file stores its directory's path
     for key in VOLATILE_SUMMARY:
         m["summary"].pop(key)
     return m
