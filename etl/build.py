@@ -480,6 +480,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
         _TOKENS_SCHEMA,
         compression="zstd",
         use_dictionary=["token"],
+        write_page_checksum=True,
         column_encoding={
             "token_pos": "DELTA_BINARY_PACKED",
             "review_idx": "DELTA_BINARY_PACKED",
@@ -493,6 +494,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
         _REVIEW_TOP_SCHEMA,
         compression="zstd",
         use_dictionary=False,
+        write_page_checksum=True,
         column_encoding={
             "review_idx": "DELTA_BINARY_PACKED",
             "rank": "DELTA_BINARY_PACKED",
@@ -736,6 +738,7 @@ def _activation_writer(path: Path) -> pq.ParquetWriter:
         compression={"token_pos": "none", "review_idx": "none", "feature": "lz4", "value": "lz4"},
         use_dictionary=False,
         write_statistics=["token_pos", "feature"],
+        write_page_checksum=True,
         column_encoding={
             "token_pos": "DELTA_BINARY_PACKED",
             "review_idx": "DELTA_BINARY_PACKED",
@@ -1222,6 +1225,7 @@ def _write_top_examples(staging: Path, table: pa.Table, sizes: list[int]) -> Non
         compression="lz4",
         use_dictionary=["stars"],
         write_statistics=["feature", "rank"],
+        write_page_checksum=True,
         column_encoding={
             "feature": "DELTA_BINARY_PACKED",
             "rank": "DELTA_BINARY_PACKED",
@@ -1273,6 +1277,7 @@ def _write_review_top_partials(staging: Path, work: Path, workers: int, n_review
         staging / "review_top_features" / "part-split.parquet",
         compression="zstd",
         row_group_size=_REVIEW_TOP_ROW_GROUP,
+        write_page_checksum=True,
     )
 
 
@@ -1798,7 +1803,9 @@ def _write_reviews(staging, meta, work, review_ids, n_tok, first, last, text_len
     )
     text_at = table.schema.get_field_index("text")
     step = 16384
-    with pq.ParquetWriter(staging / "reviews.parquet", table.schema, compression="zstd") as writer:
+    with pq.ParquetWriter(
+        staging / "reviews.parquet", table.schema, compression="zstd", write_page_checksum=True
+    ) as writer:
         for at in range(0, n_all, step):
             texts = _open_texts(work)
             part = texts.slice(at, max(0, min(step, n_npz - at)))
@@ -1831,7 +1838,7 @@ def _write_feature_tables(staging: Path, merged: list[dict], n_tokens: int, n_re
             "sum_value": sums,
         }
     )
-    pq.write_table(features, staging / "features.parquet", compression="zstd")
+    pq.write_table(features, staging / "features.parquet", compression="zstd", write_page_checksum=True)
     stars = pa.table(
         {
             "feature": col("stars_feature").astype(np.int32),
@@ -1840,7 +1847,7 @@ def _write_feature_tables(staging: Path, merged: list[dict], n_tokens: int, n_re
             "sum_max_value": col("stars_sum_max").astype(np.float64),
         }
     )
-    pq.write_table(stars, staging / "feature_stars.parquet", compression="zstd")
+    pq.write_table(stars, staging / "feature_stars.parquet", compression="zstd", write_page_checksum=True)
 
 
 def _write_manifest(
@@ -1852,9 +1859,13 @@ def _write_manifest(
     finished: dict[str, dict],
     previous: str | None = None,
 ):
-    """`manifest.json`; `finished` holds the entries the workers made for their files."""
+    """`manifest.json`; `finished` holds the entries the workers made for their files.
+    `database` records `warehouse.duckdb` as it is now (size, SHA-256, stored root), so
+    this must run once the database is final (see warehouse.db.database_entry)."""
     import duckdb
     import h5py
+
+    from warehouse.db import database_entry
 
     tables = {}
     for name in ("activations", "tokens", "review_top_features"):
@@ -1880,6 +1891,7 @@ def _write_manifest(
         },
         "summary": asdict(summary),
         "files": tables,
+        "database": database_entry(staging),
     }
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 

@@ -141,7 +141,7 @@ def republish_moved(root: Path) -> bool:
     import duckdb
 
     from etl.staging import release_lock, try_lock
-    from warehouse.db import rewrite_views
+    from warehouse.db import database_entry, rewrite_views
     from warehouse.snapshots import current_snapshot
 
     root = Path(root).absolute()
@@ -167,7 +167,7 @@ def republish_moved(root: Path) -> bool:
         shutil.copyfile(old / DB_FILE, new / DB_FILE)
         rewrite_views(new)
         manifest = json.loads((old / MANIFEST).read_text())
-        manifest.update(snapshot=new.name, previous=old.name)
+        manifest.update(snapshot=new.name, previous=old.name, database=database_entry(new))
         (new / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         publish(root, new)
         prune(root, keep={new.name, old.name})

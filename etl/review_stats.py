@@ -510,7 +510,9 @@ def write_review_stats(staging: Path, merged: list[dict]) -> None:
             "user_gini": nullable(out["user_gini"]),
         }
     )
-    pq.write_table(table, staging / "feature_review_stats.parquet", compression="zstd")
+    pq.write_table(
+        table, staging / "feature_review_stats.parquet", compression="zstd", write_page_checksum=True
+    )
 
 
 def _recode(codes: np.ndarray, keep: np.ndarray) -> np.ndarray:

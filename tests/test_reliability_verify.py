@@ -12,11 +12,11 @@ import sys
 import duckdb
 import pytest
 from inputs import write_inputs
-from reliability import N_LATENTS, ROOT, assert_clean_error, leftovers, saewh, tree_hashes
+from reliability import N_LATENTS, ROOT, assert_clean_error, leftovers, saewh, saewh_subprocess, tree_hashes
 
 from etl.build import build_warehouse
 from etl.publish import republish_moved
-from warehouse.db import connect, verify_warehouse
+from warehouse.db import connect, database_entry, verify_warehouse
 
 WAREHOUSE = 4
 
@@ -51,6 +51,15 @@ def verify(wh, *extra):
     return saewh("verify", "-w", wh, *extra)
 
 
+def xor(path, offset, n=512):
+    """Flip every bit of `n` bytes of `path` at `offset`."""
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        block = fh.read(n)
+        fh.seek(offset)
+        fh.write(bytes(b ^ 0xFF for b in block))
+
+
 def test_intact_warehouse_verifies(wh):
     result = verify(wh)
     assert result.exit_code == 0, result.stderr
@@ -81,6 +90,14 @@ def test_deleted_file(wh, victim):
     assert_clean_error(verify(wh), WAREHOUSE, victim, "missing")
 
 
+@pytest.mark.parametrize("victim", ["warehouse.duckdb", "manifest.json"])
+def test_deleted_database_or_manifest(wh, victim):
+    (wh / victim).unlink()  # the link the DuckDB CLI opens
+    assert_clean_error(verify(wh), WAREHOUSE, victim, "is not the link")
+    (wh / "current" / victim).unlink()  # the snapshot's own file
+    assert_clean_error(verify(wh), WAREHOUSE, "current snapshot", "incomplete")
+
+
 def test_truncated_file(wh):
     path = wh / "current" / "top_examples.parquet"
     path.write_bytes(path.read_bytes()[:-100])
@@ -91,6 +108,32 @@ def test_extra_file_a_view_would_read(wh):
     shutil.copy(wh / "current" / "activations" / "bucket=0" / "part-0.parquet",
                 wh / "current" / "activations" / "bucket=0" / "part-1.parquet")
     assert_clean_error(verify(wh), WAREHOUSE, "bucket=0/part-1.parquet", "not in manifest.json")
+
+
+@pytest.mark.parametrize("extra", ["activations/bucket=1/notes.txt", "tokens/part-9999.parquet",
+                                   "review_top_features/x", "stray.parquet", "warehouse.duckdb.wal"])
+def test_extra_file_a_reader_would_take_is_an_error(wh, extra):
+    """An unlisted file in a table's directory, any unlisted Parquet file, and a DuckDB
+    write-ahead log (DuckDB replays it on open) fail verify, even with --no-checksums."""
+    (wh / "current" / extra).write_bytes(b"not in the manifest")
+    assert_clean_error(verify(wh), WAREHOUSE, extra, "not in manifest.json")
+    assert_clean_error(verify(wh, "--no-checksums"), WAREHOUSE, extra, "not in manifest.json")
+
+
+def test_extra_file_nothing_reads_is_a_warning(wh):
+    """Any other unlisted file is one warning line each; verify still succeeds."""
+    snap = (wh / "current").resolve()
+    (snap / "notes.txt").write_text("mine")
+    (snap / "sub").mkdir()
+    (snap / "sub" / ".DS_Store").write_bytes(b"\0")
+    result = verify(wh)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"saewh: warning: {snap}: notes.txt is not in manifest.json (no table reads it)",
+        f"saewh: warning: {snap}: sub/.DS_Store is not in manifest.json (no table reads it)",
+        f"{wh}: ok",
+    ]
+    assert len(verify_warehouse(wh)) == 2
 
 
 def test_manifest_edits(wh):
@@ -122,6 +165,133 @@ def test_database_damaged_or_missing(wh):
     assert_clean_error(verify(wh), WAREHOUSE, "warehouse.duckdb")
     db.unlink()
     assert_clean_error(verify(wh), WAREHOUSE, "incomplete")
+
+
+# --------------------------------------------------------------------------- warehouse.duckdb
+
+
+@pytest.mark.parametrize("at", [0.05, 0.25, 0.50])
+def test_damaged_database_fails_its_checksum(wh, at):
+    """512 bytes XOR-ed inside warehouse.duckdb: `verify` said ok and the reports then
+    failed with "Corrupt database file".  With the file's SHA-256 in the manifest, any
+    change is found (the one-line error names the file; exit code 4)."""
+    assert verify(wh).exit_code == 0
+    db = wh / "warehouse.duckdb"
+    xor(db, int(db.stat().st_size * at))
+    line = assert_clean_error(verify(wh), WAREHOUSE, "warehouse.duckdb")
+    assert "checksum mismatch" in line or "cannot be opened" in line, line
+    # as a user runs it: a process of its own
+    assert_clean_error(saewh_subprocess("verify", "-w", wh), WAREHOUSE, "warehouse.duckdb")
+
+
+def _native_data_offset(wh, table, column):
+    """A file offset inside a block holding `table.column`'s data (DuckDB's layout: three
+    4 KiB headers, then fixed-size blocks), from DuckDB's own storage info."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(f"ATTACH '{wh / 'warehouse.duckdb'}' AS w (READ_ONLY)")
+        sizes = con.execute("SELECT block_size FROM pragma_database_size() WHERE database_name = 'w'")
+        block_size = sizes.fetchone()[0]
+        block, offset = con.execute(
+            f"SELECT block_id, block_offset FROM pragma_storage_info('w.{table}') "
+            "WHERE column_name = $c AND block_id >= 0 ORDER BY row_group_id LIMIT 1",
+            {"c": column},
+        ).fetchone()
+    finally:
+        con.close()
+    return 3 * 4096 + block * block_size + offset + 8
+
+
+@pytest.mark.parametrize(("table", "column"), [("reviews_native", "text"), ("top_examples_native", "value")])
+def test_damaged_database_without_a_usable_checksum(wh, table, column):
+    """Without the manifest's checksum (a warehouse of a saewh that recorded none),
+    verify still reads every native table in full, so DuckDB's block checksums find
+    damage in their data."""
+    edit_manifest(wh, lambda m: m.pop("database"))
+    xor(wh / "warehouse.duckdb", _native_data_offset(wh, table, column), 64)
+    assert_clean_error(verify(wh), WAREHOUSE, "warehouse.duckdb is damaged", table)
+
+
+def test_truncated_database(wh):
+    db = wh / "warehouse.duckdb"
+    db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
+    assert_clean_error(verify(wh), WAREHOUSE, "warehouse.duckdb")
+
+
+def test_database_checksum_is_compared(built, wh):
+    """The recorded size and checksum are compared, also in a copy (a snapshot's database
+    is never rewritten, so a moved or copied one still matches)."""
+    entry = manifest(wh)["database"]
+    assert entry == database_entry(wh / "current")
+    assert entry["root"] == str((built[0] / "current").resolve()) and entry["path"] == "warehouse.duckdb"
+    edit_manifest(wh, lambda m: m["database"].update(sha256="0" * 64))
+    assert_clean_error(verify(wh), WAREHOUSE, "warehouse.duckdb checksum mismatch")
+    assert verify(wh, "--no-checksums").exit_code == 0  # no hashing
+    edit_manifest(wh, lambda m: m["database"].update(bytes=1))
+    assert_clean_error(verify(wh, "--no-checksums"), WAREHOUSE, "warehouse.duckdb has", "bytes")
+    edit_manifest(wh, lambda m: m["database"].pop("sha256"))
+    assert_clean_error(verify(wh), WAREHOUSE, "manifest.json is malformed")
+
+
+def test_build_records_the_database(built):
+    entry = manifest(built[0])["database"]
+    assert entry["path"] == "warehouse.duckdb"
+    assert len(entry["sha256"]) == 64 and entry["bytes"] > 0 and entry["root"]
+
+
+# --------------------------------------------------------------------------- Parquet pages
+
+
+def _page_offset(path, column):
+    """An offset inside the data of row group 0's last page of `column`: a column chunk
+    ends with page data (its pages' headers come before their data)."""
+    import pyarrow.parquet as pq
+
+    md = pq.ParquetFile(path).metadata
+    col = md.row_group(0).column(md.schema.to_arrow_schema().get_field_index(column))
+    return col.data_page_offset + col.total_compressed_size - 16
+
+
+def test_every_parquet_file_has_page_checksums(wh):
+    """Every page of every file the build wrote carries a CRC: one flipped byte in the
+    data of any file's first page makes pyarrow's checked read fail."""
+    import pyarrow.parquet as pq
+
+    for entries in manifest(wh)["files"].values():
+        for entry in entries:
+            path = wh / "current" / entry["path"]
+            with pq.ParquetFile(path) as pf:
+                if pf.metadata.num_row_groups == 0:
+                    continue
+                name = pf.schema_arrow.names[0]
+            raw = path.read_bytes()
+            xor(path, _page_offset(path, name), 1)
+            with pq.ParquetFile(path, page_checksum_verification=True) as pf:
+                with pytest.raises(OSError, match="CRC"):
+                    pf.read_row_group(0)
+            path.write_bytes(raw)
+
+
+@pytest.mark.parametrize("column", ["token_pos", "value"])
+def test_damaged_parquet_page(wh, column):
+    """Bytes flipped inside a data page of an activations bucket file: DuckDB reads such
+    a page without a complaint (it does not check page CRCs).  verify names the file:
+    by its SHA-256, and by the page's CRC where the manifest's hash was made of the
+    damaged bytes; --no-checksums (footers and counts only) does not see it."""
+    from warehouse.db import file_sha256
+
+    rel = "activations/bucket=0/part-0.parquet"
+    path = wh / "current" / rel
+    xor(path, _page_offset(path, column), 4)
+    assert_clean_error(verify(wh), WAREHOUSE, rel, "checksum mismatch")
+
+    def rehash(m):
+        entry = next(e for e in m["files"]["activations"] if e["path"] == rel)
+        entry["sha256"] = file_sha256(path)
+
+    edit_manifest(wh, rehash)
+    assert_clean_error(verify(wh), WAREHOUSE, rel, "row group 0 fails its page checksum")
+    assert verify(wh, "--no-checksums").exit_code == 0
 
 
 def test_misplaced_bucket_file(wh):

@@ -299,15 +299,21 @@ CONTRACT_COLUMNS = {
 
 
 def verify_warehouse(directory: Path, checksums: bool = False) -> list[str]:
-    """Check a warehouse against its manifest; raise WarehouseError naming the first problem.
+    """Check every file of a warehouse against its manifest; raise WarehouseError naming
+    the first problem, return one line per warning (files no table reads).
 
-    Checks: manifest readable and of this schema version; every table's files present,
-    of the recorded size (and SHA-256 with `checksums`), readable Parquet with the
-    recorded row count and the contract's columns; no unlisted Parquet file a view
-    would pick up; activations files inside their bucket's feature range; row totals
+    Always: manifest readable and of this schema version; every table's files present,
+    of the recorded size, readable Parquet with the recorded row count and the
+    contract's columns; activations files inside their bucket's feature range; row totals
     agreeing with the build summary (tokens, activations, reviews, one feature row per
-    latent); the database's schema version, and every view returning the files' rows.
-    Returns nothing when all is well.
+    latent); no unlisted file where a reader of the tables would pick it up; the
+    database opening, of this schema version, every view returning the files' rows.
+    With `checksums` (`saewh verify`'s default; the build's own verify skips it): every
+    file's SHA-256 against the manifest, every Parquet page read back with its CRC
+    checked, and every native table and index of `warehouse.duckdb` read in full, so
+    DuckDB checks each block's checksum (its SHA-256 too, where the manifest has one
+    for the file as it is: see `database_entry`).  Memory stays bounded: files are
+    hashed in blocks, Parquet read a row group at a time, tables streamed in batches.
     """
     directory = _snapshot_to_verify(Path(directory).absolute())
     try:
@@ -315,12 +321,14 @@ def verify_warehouse(directory: Path, checksums: bool = False) -> list[str]:
     except (OSError, ValueError) as exc:
         raise WarehouseError(f"{directory}: {MANIFEST} is unreadable ({_first_line(exc)})") from None
     try:
-        totals = _verify_files(directory, manifest, checksums)
+        totals, listed = _verify_files(directory, manifest, checksums)
         _verify_summary(directory, manifest, totals)
+        warnings = _unlisted_files(directory, listed)
+        _verify_database_file(directory, manifest.get("database"), checksums)
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise WarehouseError(f"{directory}: {MANIFEST} is malformed ({type(exc).__name__}: {exc})") from None
     _verify_database(directory, totals)
-    return []
+    return warnings
 
 
 def _snapshot_to_verify(directory: Path) -> Path:
@@ -343,9 +351,8 @@ def _first_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _verify_files(directory: Path, manifest: dict, checksums: bool) -> dict[str, int]:
-    import pyarrow.parquet as pq
-
+def _verify_files(directory: Path, manifest: dict, checksums: bool) -> tuple[dict[str, int], set[Path]]:
+    """Each table's files; returns the row totals and the (resolved) paths listed."""
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise WarehouseError(
             f"{directory}: schema version {manifest.get('schema_version')} "
@@ -369,36 +376,187 @@ def _verify_files(directory: Path, manifest: dict, checksums: bool) -> dict[str,
             if Path(rel).is_absolute() or directory.resolve() not in path.parents:
                 raise WarehouseError(f"{directory}: {MANIFEST} names a file outside the warehouse: {rel}")
             listed.add(path)
-            if not path.is_file():
-                raise WarehouseError(f"{directory}: {rel} is missing")
-            size = path.stat().st_size
-            if size != entry["bytes"]:
-                raise WarehouseError(f"{directory}: {rel} has {size} bytes, {MANIFEST} says {entry['bytes']}")
-            if checksums and file_sha256(path) != entry["sha256"]:
-                raise WarehouseError(f"{directory}: {rel} checksum mismatch (modified or damaged)")
-            try:
-                pf = pq.ParquetFile(path)
-            except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds
-                reason = _first_line(exc)
-                raise WarehouseError(f"{directory}: {rel} is not readable Parquet ({reason})") from None
-            rows = pf.metadata.num_rows
-            if rows != entry["rows"]:
-                raise WarehouseError(f"{directory}: {rel} has {rows} rows, {MANIFEST} says {entry['rows']}")
-            names = set(pf.schema_arrow.names) | ({"bucket"} if table == "activations" else set())
-            lacking = [c for c in CONTRACT_COLUMNS.get(table, ()) if c not in names]
-            if lacking:
-                raise WarehouseError(f"{directory}: {rel} lacks column {lacking[0]} of table {table}")
-            if table == "activations" and width:
-                _check_bucket(directory, rel, pf, width)
-            total += rows
+            total += _verify_parquet(directory, table, rel, path, entry, width, checksums)
         totals[table] = total
-    on_disk = set((directory / "activations").glob("*/*.parquet"))
-    on_disk |= set((directory / "tokens").glob("*.parquet"))
-    on_disk |= {directory / f"{t}.parquet" for t in TABLES if (directory / f"{t}.parquet").exists()}
-    extra = sorted(str(p.relative_to(directory)) for p in on_disk if p.resolve() not in listed)
-    if extra:
-        raise WarehouseError(f"{directory}: {extra[0]} is not in {MANIFEST} (its view would read it)")
-    return totals
+    return totals, listed
+
+
+def _verify_parquet(directory: Path, table: str, rel: str, path: Path, entry: dict, width: int,
+                    checksums: bool) -> int:
+    """One Parquet file against its manifest entry; returns its row count."""
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise WarehouseError(f"{directory}: {rel} is missing")
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        raise WarehouseError(f"{directory}: {rel} has {size} bytes, {MANIFEST} says {entry['bytes']}")
+    if checksums and file_sha256(path) != entry["sha256"]:
+        raise WarehouseError(f"{directory}: {rel} checksum mismatch (modified or damaged)")
+    try:
+        pf = pq.ParquetFile(path, page_checksum_verification=checksums)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds
+        reason = _first_line(exc)
+        raise WarehouseError(f"{directory}: {rel} is not readable Parquet ({reason})") from None
+    with pf:
+        rows = pf.metadata.num_rows
+        if rows != entry["rows"]:
+            raise WarehouseError(f"{directory}: {rel} has {rows} rows, {MANIFEST} says {entry['rows']}")
+        names = set(pf.schema_arrow.names) | ({"bucket"} if table == "activations" else set())
+        lacking = [c for c in CONTRACT_COLUMNS.get(table, ()) if c not in names]
+        if lacking:
+            raise WarehouseError(f"{directory}: {rel} lacks column {lacking[0]} of table {table}")
+        if table == "activations" and width:
+            _check_bucket(directory, rel, pf, width)
+        if checksums:
+            _read_pages(directory, rel, pf)
+    return rows
+
+
+# Rows per batch when a file or table is read back in full: one batch of the widest
+# table (reviews, with its texts) stays a few MB.
+_VERIFY_BATCH_ROWS = 1 << 14
+
+
+def _read_pages(directory: Path, rel: str, pf) -> None:
+    """Decode every page of every column, a row group at a time: with the file opened with
+    `page_checksum_verification`, pyarrow checks each page's CRC as it reads it (DuckDB,
+    which answers the queries, does not check them)."""
+    for i in range(pf.metadata.num_row_groups):
+        try:
+            for _ in pf.iter_batches(batch_size=_VERIFY_BATCH_ROWS, row_groups=[i]):
+                pass
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds
+            reason = _first_line(exc)
+            what = "fails its page checksum" if "crc" in reason.lower() else "cannot be decoded"
+            raise WarehouseError(f"{directory}: {rel} is damaged: row group {i} {what} ({reason})") from None
+
+
+# Where an unlisted file is an error rather than a warning: in a table's directory (a
+# reader of the directory, Polars' or Spark's, or pyarrow.dataset, would read it as rows),
+# any Parquet file, and a DuckDB write-ahead log (DuckDB replays it when it opens the
+# database, so its statements would change what every query sees).
+_TABLE_DIRS = frozenset(_TABLE_GLOBS)
+
+
+def _unlisted_files(directory: Path, listed: set[Path]) -> list[str]:
+    """Every file under `directory` the manifest does not list: the first one a reader
+    would take for data is an error; the others (a stray note, `.DS_Store`) are warnings."""
+    known = listed | {(directory / MANIFEST).resolve(), (directory / DB_FILE).resolve()}
+    warnings = []
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if path.resolve() in known:
+                continue
+            rel = str(path.relative_to(directory))
+            if rel.split(os.sep, 1)[0] in _TABLE_DIRS or name.endswith(".parquet"):
+                raise WarehouseError(
+                    f"{directory}: {rel} is not in {MANIFEST} (a reader of the table's files would read it)"
+                )
+            if name == f"{DB_FILE}.wal":
+                raise WarehouseError(
+                    f"{directory}: {rel} is not in {MANIFEST} (DuckDB would replay it into {DB_FILE})"
+                )
+            warnings.append(f"{directory}: {rel} is not in {MANIFEST} (no table reads it)")
+    return warnings
+
+
+def database_entry(directory: Path) -> dict:
+    """The manifest's record of `directory`'s `warehouse.duckdb` (key `database`): its size,
+    SHA-256 and the root its views name (`warehouse_meta`).
+
+    Recorded once the file is final: a snapshot's database is never written again
+    (moving a warehouse leaves it as it is; `saewh repoint` writes a new snapshot), so
+    `verify` compares it always."""
+    path = Path(directory) / DB_FILE
+    con = _attach_private(path)
+    try:
+        row = con.execute("SELECT value FROM warehouse_meta WHERE key = 'root'").fetchone()
+    finally:
+        con.close()
+    return {"path": DB_FILE, "bytes": path.stat().st_size, "sha256": file_sha256(path),
+            "root": row[0] if row else None}
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _verify_database_file(directory: Path, entry: dict | None, checksums: bool) -> None:
+    """`warehouse.duckdb` itself, opened read-only in an instance of its own: its
+    recorded size and SHA-256; with `checksums`, every native table and index read in
+    full (DuckDB checks each block's checksum as it loads it)."""
+    path = directory / DB_FILE
+    if entry is not None:
+        want_bytes, want_sha = int(entry["bytes"]), str(entry["sha256"])
+    try:
+        con = _open_snapshot_db(directory, private=True)
+    except duckdb.Error as exc:
+        raise WarehouseError(f"{directory}: {DB_FILE} cannot be opened ({_first_line(exc)})") from None
+    try:
+        try:
+            con.execute("SELECT value FROM warehouse_meta WHERE key = 'root'").fetchone()
+        except duckdb.Error as exc:
+            reason = _first_line(exc)
+            raise WarehouseError(f"{directory}: {DB_FILE} is damaged: warehouse_meta ({reason})") from None
+        if entry is not None:
+            size = path.stat().st_size
+            if size != want_bytes:
+                raise WarehouseError(f"{directory}: {DB_FILE} has {size} bytes, {MANIFEST} says {want_bytes}")
+            if checksums and file_sha256(path) != want_sha:
+                raise WarehouseError(f"{directory}: {DB_FILE} checksum mismatch (modified or damaged)")
+        if checksums:
+            # The instance is this check's own: a small buffer pool keeps the streamed
+            # blocks from piling up in memory (by default DuckDB caches up to 80% of RAM).
+            con.execute("SET memory_limit = '256MB'")
+            _read_database(directory, con)
+    finally:
+        con.close()
+
+
+def _read_database(directory: Path, con: duckdb.DuckDBPyConnection) -> None:
+    """Every native table streamed in full, then every single-column index traversed."""
+    try:
+        tables = con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() "
+            "WHERE database_name = current_database() ORDER BY ALL"
+        ).fetchall()
+        indexes = con.execute(
+            "SELECT schema_name, table_name, index_name, expressions FROM duckdb_indexes() "
+            "WHERE database_name = current_database() ORDER BY ALL"
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise WarehouseError(f"{directory}: {DB_FILE} is damaged ({_first_line(exc)})") from None
+    for schema, table in tables:
+        try:
+            reader = con.execute(f"SELECT * FROM {_quoted(schema)}.{_quoted(table)}").to_arrow_reader(
+                _VERIFY_BATCH_ROWS
+            )
+            for _ in reader:
+                pass
+        except Exception as exc:  # noqa: BLE001 - duckdb.Error, or pyarrow's OSError mid-stream
+            reason = _first_line(exc)
+            raise WarehouseError(f"{directory}: {DB_FILE} is damaged: table {table} ({reason})") from None
+    # A scan reads a table's blocks, not its indexes' (whose blocks a lookup loads as
+    # it walks the tree).  A range filter over all but the smallest key, which an index
+    # scan answers once allowed to return every row, walks every leaf.
+    con.execute("SET index_scan_percentage = 1.0")
+    con.execute(f"SET index_scan_max_count = {2**62}")
+    for schema, table, index, expressions in indexes:
+        column = str(expressions).strip("[]")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", column):
+            continue  # an expression index: the build makes none
+        name, col = f"{_quoted(schema)}.{_quoted(table)}", _quoted(column)
+        try:
+            (low,) = con.execute(f"SELECT min({col}) FROM {name}").fetchone()
+            if low is not None:
+                con.execute(f"SELECT count(*) FROM {name} WHERE {col} > $low", {"low": low}).fetchone()
+                con.execute(f"SELECT count(*) FROM {name} WHERE {col} = $low", {"low": low}).fetchone()
+        except duckdb.Error as exc:
+            reason = _first_line(exc)
+            raise WarehouseError(f"{directory}: {DB_FILE} is damaged: index {index} ({reason})") from None
 
 
 def _check_bucket(directory: Path, rel: str, pf, width: int) -> None:
