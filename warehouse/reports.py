@@ -84,7 +84,9 @@ def _open(
     for path in read_files:
         if not Path(path).is_file():
             con.close()
-            raise BadValue(f"--read {path}: no such file")
+            # An input file of the user's: exit BAD_INPUT, as for a missing H5 or NPZ.
+            why = "not a file" if Path(path).exists() else "no such file"
+            raise FileNotFoundError(f"--read {path}: {why}")
     lock_down(con, [snapshot], read_files)
     return con, snapshot
 

@@ -7,15 +7,20 @@ Two layers, both DuckDB's own mechanisms rather than a list of statement words:
    only) accepts; or `EXPLAIN [ANALYZE]` followed by such a statement.  So
    `EXPLAIN ANALYZE COPY ... TO`, `SET VARIABLE`, `PRAGMA`, `CALL`, `ATTACH`,
    `INSTALL`, `PIVOT` (which creates a type) and several statements are refused
-   before anything runs.
+   before anything runs.  The serialized tree then names every function the query
+   calls, and a few that act rather than compute are refused wherever they appear
+   (`_REFUSED_FUNCTIONS`: `enable_logging(storage := 'file', storage_path := ...)`
+   wrote log files into the warehouse and changed settings `lock_configuration` does
+   not guard); `query('...')` is allowed with a literal string only, itself checked.
 2. `lock_down`: the connection's configuration.  The database is open read-only;
    `enable_external_access = false` with `allowed_directories` = the warehouse's own
-   directory (and `allowed_paths` = files the user named with `--read`) refuses every
-   other file (`read_text('/etc/passwd')`, `COPY ... TO '/tmp/x'`, extension
-   installs); extension autoloading is off; spills go to a private temporary
-   directory, never into the warehouse; then `lock_configuration = true` refuses any
-   later `SET`.  `allowed_directories` alone would still let `COPY ... TO` write
-   *inside* the warehouse: the parser gate is what refuses that.
+   directory, in its glob-escaped form only (`_allowed`), and `allowed_paths` = files
+   the user named with `--read`, refuses every other file (`read_text('/etc/passwd')`,
+   `COPY ... TO '/tmp/x'`, extension installs); extension autoloading is off; spills
+   go to a private temporary directory, never into the warehouse; then
+   `lock_configuration = true` refuses any later `SET`.  `allowed_directories` alone
+   would still let `COPY ... TO` write *inside* the warehouse: the parser gate is what
+   refuses that.
 
 The README's security section lists the attacks tried (tests/test_sandbox.py).
 """
@@ -42,19 +47,78 @@ def _first_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _serializable_select(con: duckdb.DuckDBPyConnection, text: str) -> str | None:
-    """None when `text` is one SELECT statement DuckDB serializes, else why not."""
+# Functions a SELECT may name that act instead of computing: refused wherever they
+# appear in the query (DuckDB has no setting that disables a function).
+_REFUSED_FUNCTIONS = frozenset({
+    # Logging and profiling switch on writers of log and profile files (into the allowed
+    # directories: the warehouse) and change settings `lock_configuration` does not guard.
+    "enable_logging", "disable_logging", "truncate_duckdb_logs", "write_log",
+    "enable_profiling", "disable_profiling",
+    "checkpoint", "force_checkpoint",
+    # Runs a serialized plan the parser gate never saw.
+    "json_execute_serialized_sql",
+    # The Python client's scans of raw pointers: from SQL only NULL, which crashes the process.
+    "arrow_scan", "arrow_scan_dumb", "pandas_scan", "python_map_function",
+})
+# query('...') parses its argument when it binds: allowed with a literal string only,
+# which is checked like the query itself (to this depth).
+_MAX_NESTED_QUERIES = 8
+
+
+def _functions(tree: object) -> list[dict]:
+    """Every function call (scalar or table, any depth) in a serialized statement."""
+    found, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class") == "FUNCTION" and "function_name" in node:
+                found.append(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def _literal_string(expr: object) -> str | None:
+    if not isinstance(expr, dict) or expr.get("type") != "VALUE_CONSTANT" or expr.get("alias"):
+        return None
+    value = expr.get("value") or {}
+    if value.get("is_null") or (value.get("type") or {}).get("id") != "VARCHAR":
+        return None
+    return value.get("value") if isinstance(value.get("value"), str) else None
+
+
+def _refused_call(con: duckdb.DuckDBPyConnection, doc: dict, depth: int) -> str | None:
+    """Why a serialized SELECT calls something it may not, or None."""
+    for fn in _functions(doc.get("statements")):
+        name = str(fn["function_name"]).lower()
+        if name in _REFUSED_FUNCTIONS:
+            return f"function {name}() is not allowed"
+        if name == "query":
+            args = fn.get("children") or []
+            inner = _literal_string(args[0]) if len(args) == 1 else None
+            if inner is None or depth >= _MAX_NESTED_QUERIES:
+                return "query() takes one literal string here"
+            why = _serializable_select(con, inner, depth + 1)
+            if why is not None:
+                return f"query(): {why}"
+    return None
+
+
+def _serializable_select(con: duckdb.DuckDBPyConnection, text: str, depth: int = 0) -> str | None:
+    """None when `text` is one SELECT statement DuckDB serializes and that calls no
+    refused function, else why not."""
     import duckdb
 
     try:
         doc = json.loads(con.execute("SELECT json_serialize_sql($q)", {"q": text}).fetchone()[0])
-    except (duckdb.Error, ValueError, TypeError) as exc:
+    except (duckdb.Error, ValueError, TypeError, RecursionError) as exc:
         return _first_line(exc)
     if doc.get("error"):
         return str(doc.get("error_message") or doc.get("error_type") or "not a SELECT")
     if len(doc.get("statements", ())) != 1:
         return "not exactly one statement"
-    return None
+    return _refused_call(con, doc, depth)
 
 
 def _explained(text: str) -> str | None:
@@ -64,10 +128,10 @@ def _explained(text: str) -> str | None:
     tokens = duckdb.tokenize(text)
 
     def word(i: int) -> str:
+        # (the keyword alone: a comment may follow it before the next token)
         if i >= len(tokens) or tokens[i][1] != duckdb.token_type.keyword:
             return ""
-        end = tokens[i + 1][0] if i + 1 < len(tokens) else len(text)
-        return text[tokens[i][0]:end].strip().lower()
+        return text[tokens[i][0]:].split(None, 1)[0].split("/*", 1)[0].split("--", 1)[0].lower()
 
     if word(0) != "explain":
         return None
@@ -112,22 +176,44 @@ def _private_temp_dir() -> str:
     return _TEMP_DIRS[0]
 
 
-def _directory_forms(path: Path) -> list[str]:
-    """The forms DuckDB may see a directory in: as given and with symlinks resolved, each
-    also glob-escaped as the views name it (DuckDB checks the pattern it was given)."""
+def _forms(path: Path) -> list[str]:
+    """The absolute forms DuckDB may see a path in: as given and with symlinks resolved."""
+    return sorted({str(Path(path).absolute()), str(Path(path).resolve())})
+
+
+def _allowed(directories: Iterable[Path], read_files: Iterable[Path]) -> tuple[list[str], list[str]]:
+    """`allowed_directories` and `allowed_paths` confining DuckDB to `directories` and the
+    named `read_files`.
+
+    DuckDB checks the pattern a query gives (`glob`, `read_parquet`), then each file it
+    opens.  A directory is allowed only in its glob-escaped form (as the views name
+    their files): its raw form, were it `g[A]`, would be a pattern for `gA` beside it,
+    and `glob('.../g[A]/*')` would list that sibling.  When the two forms differ, the
+    files DuckDB opens (raw paths) are allowed one by one, as they are now."""
     from warehouse.db import glob_escaped
 
-    forms = {str(Path(path).absolute()), str(Path(path).resolve())}
-    forms |= {glob_escaped(f) for f in forms}
-    return sorted(f.rstrip("/") + "/" for f in forms)
+    dirs: set[str] = set()
+    paths: set[str] = set()
+    for directory in directories:
+        for form in _forms(Path(directory)):
+            dirs.add(glob_escaped(form).rstrip("/") + "/")
+            if glob_escaped(form) != form:
+                paths |= {
+                    str(Path(form) / f.relative_to(directory))
+                    for f in Path(directory).rglob("*")
+                    if f.is_file() and not f.is_symlink()
+                }
+    for path in read_files:
+        for form in _forms(Path(path)):
+            paths |= {form, glob_escaped(form)}
+    return sorted(dirs), sorted(paths)
 
 
 def lock_down(
     con: duckdb.DuckDBPyConnection, directories: Iterable[Path], read_files: Iterable[Path] = ()
 ) -> None:
     """Confine a read-only connection to `directories` (and the named `read_files`), for good."""
-    dirs = sorted({form for d in directories for form in _directory_forms(Path(d))})
-    files = sorted({str(form(Path(f))) for f in read_files for form in (Path.absolute, Path.resolve)})
+    dirs, files = _allowed(directories, read_files)
     con.execute("SET temp_directory = $t", {"t": _private_temp_dir()})
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
