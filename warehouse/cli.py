@@ -415,7 +415,7 @@ def _write_result(
     def stuck(exc: BaseException) -> None:
         # The query ignored the interrupt for a second (or a write is blocked): leave
         # without it, and without half an --output file.
-        out.abort()
+        out.abort(close=False)
         message, code = _interruption(exc)  # type: ignore[arg-type]
         sys.stderr.write(f"saewh: error: {message}\n")
         sys.stderr.flush()
@@ -666,7 +666,7 @@ def _report_command(rep: SqlFile) -> Callable[..., None]:
     def show_sql(value: bool) -> None:
         # Eager: runs before Click checks the required options.
         if value:
-            _emit(rep.sql if rep.sql.endswith("\n") else rep.sql + "\n", None)
+            run_guarded(lambda: _emit(rep.sql if rep.sql.endswith("\n") else rep.sql + "\n", None))
             raise typer.Exit(0)
 
     show_sql_opt = typer.Option(

@@ -951,9 +951,10 @@ class Output:
             self._guard(os.replace, self._temp, self._target)
             self._temp = None
 
-    def abort(self) -> None:
-        """Drop a file being written (its previous content, if any, stays)."""
-        if self._file is not None:
+    def abort(self, close: bool = True) -> None:
+        """Drop a file being written (its previous content, if any, stays).  `close=False`
+        when another thread may be blocked writing it (its close would wait for that)."""
+        if close and self._file is not None:
             try:
                 self._file.close()
             except OSError:
