@@ -760,6 +760,7 @@ def export_stats(
     as_csv: CsvOpt = False,
     as_json: JsonOpt = False,
     output: OutputOpt = None,
+    max_rows: MaxRowsOpt = SQL_MAX_ROWS,
 ) -> None:
     """Every feature's statistics (one row per feature): the macro feature_stats().
 
@@ -775,7 +776,7 @@ def export_stats(
 
         with stats_result(warehouse or default_warehouse(), arrow=chosen == "parquet") as result:
             _write_result(result, chosen, output, title="saewh export stats", what="the stats",
-                          max_rows=SQL_MAX_ROWS)
+                          max_rows=max_rows)
 
     run_guarded(go)
 
