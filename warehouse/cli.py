@@ -43,9 +43,9 @@ class _OneLineErrorGroup(TyperGroup):
                 if message.strip():  # (with rich, the help is already printed)
                     typer.echo(message, err=True)
                 sys.exit(exc.exit_code)  # type: ignore[attr-defined]
-            if kind == "Abort":
-                typer.echo("saewh: error: aborted", err=True)
-                sys.exit(int(ExitCode.INTERNAL))
+            if kind == "Abort":  # Click's word for a KeyboardInterrupt while it parsed
+                typer.echo("saewh: error: interrupted", err=True)
+                sys.exit(int(ExitCode.INTERRUPTED))
             if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
                 raise
             ctx = getattr(exc, "ctx", None)
@@ -81,7 +81,7 @@ class ExitCode(enum.IntEnum):
     WAREHOUSE = 4  # warehouse missing, not a warehouse, already exists, or fails verify
     NOT_FOUND = 5  # unknown feature or review id
     QUERY = 6  # the SQL failed or tried to write
-    WRITE_FAILED = 7  # the warehouse could not be written (disk full, read-only, permissions)
+    WRITE_FAILED = 7  # the warehouse or the output could not be written (disk full, I/O error...)
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM
 
@@ -125,10 +125,15 @@ def run_guarded(fn: Callable[[], T]) -> T:
         if code is ExitCode.INTERNAL:
             raise fail(f"internal error: {type(exc).__name__}: {_one_line(exc)}", code) from None
         raise fail(_one_line(exc), code) from None
-    except KeyboardInterrupt as exc:  # (etl.staging.Terminated is one: SIGTERM in a build)
-        if isinstance(exc, _loaded("etl.staging", "Terminated")):
-            raise fail("terminated", ExitCode.TERMINATED) from None
-        raise fail("interrupted", ExitCode.INTERRUPTED) from None
+    except KeyboardInterrupt as exc:  # (etl.staging.Terminated is one: SIGTERM)
+        message, code = _interruption(exc)
+        raise fail(message, code) from None
+
+
+def _interruption(exc: KeyboardInterrupt) -> tuple[str, ExitCode]:
+    if isinstance(exc, _loaded("etl.staging", "Terminated")):
+        return "terminated", ExitCode.TERMINATED
+    return "interrupted", ExitCode.INTERRUPTED
 
 
 def _classify(exc: BaseException) -> ExitCode:
@@ -137,7 +142,7 @@ def _classify(exc: BaseException) -> ExitCode:
     warehouse_errors = _loaded("etl.build", "BuildError") + _loaded("warehouse.db", "WarehouseError")
     if isinstance(exc, bad_input):
         return ExitCode.BAD_INPUT
-    if isinstance(exc, _loaded("etl.build", "OutputError")):
+    if isinstance(exc, _loaded("etl.build", "OutputError") + _loaded("warehouse.render", "OutputError")):
         return ExitCode.WRITE_FAILED
     if isinstance(exc, warehouse_errors):
         return ExitCode.WAREHOUSE
@@ -350,6 +355,20 @@ OutputOpt = Annotated[
     Path | None,
     typer.Option("--output", "-o", help="Write to this file instead of stdout.", dir_okay=False),
 ]
+CsvSafeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--csv-safe",
+        help="CSV for spreadsheets: a text cell starting with = + - @ tab or CR gets a leading ' "
+        "(implies --format csv).",
+    ),
+]
+SQL_MAX_ROWS = 40  # an arbitrary query may return billions of rows
+REPORT_MAX_ROWS = 1000  # a report's rows are bounded by its own options (--k, --limit)
+MaxRowsOpt = Annotated[
+    int,
+    typer.Option("--max-rows", min=0, help="The table shows this many rows and counts the rest (0: all)."),
+]
 
 
 def _choice(value: Any) -> Any:
@@ -357,64 +376,103 @@ def _choice(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
-def _choose_format(fmt: Any, as_csv: bool, as_json: bool, output: Path | None) -> str:
+def _choose_format(
+    fmt: Any, as_csv: bool, as_json: bool, output: Path | None, csv_safe: bool = False
+) -> str:
     chosen = {f for f, on in (("csv", as_csv), ("json", as_json)) if on}
     if fmt:
         chosen.add(_choice(fmt))
     if len(chosen) > 1:
         raise fail(f"conflicting output formats: {', '.join(sorted(chosen))}", ExitCode.USAGE)
-    fmt = chosen.pop() if chosen else "table"
+    if csv_safe and chosen - {"csv"}:
+        raise fail(f"--csv-safe is for csv output, not {chosen.pop()}", ExitCode.USAGE)
+    fmt = chosen.pop() if chosen else ("csv" if csv_safe else "table")
     if fmt == "parquet" and output is None:
         raise fail("--format parquet writes a file: give it --output FILE", ExitCode.USAGE)
     return fmt
 
 
-def _emit(text: str, output: Path | None) -> None:
-    """Data to stdout (or --output); nothing else goes there."""
+def _open_output(output: Path | None) -> Any:
+    """stdout or the --output file (one that cannot be created is a usage error)."""
+    from warehouse.render import Output
+
     if output is None:
-        buffer = getattr(sys.stdout, "buffer", None)
-        encoding = (getattr(sys.stdout, "encoding", None) or "utf-8").lower().replace("-", "")
-        if buffer is not None and encoding != "utf8":
-            # Data is UTF-8 whatever the locale says (an ASCII locale must not lose it).
-            sys.stdout.flush()
-            buffer.write(text.encode("utf-8"))
-            buffer.flush()
-        else:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        return
+        return Output(sys.stdout)
     try:
-        output.write_text(text, encoding="utf-8")
+        return Output(path=output)
     except OSError as exc:
         raise fail(f"cannot write {output}: {exc.strerror or _one_line(exc)}", ExitCode.USAGE) from None
 
 
-def _write_sections(
-    sections: list,
+def _emit(text: str, output: Path | None) -> None:
+    """Data to stdout (or --output); nothing else goes there."""
+    out = _open_output(output)
+    try:
+        out.write(text)
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+
+
+def _write_result(
+    result: Any,
     fmt: str,
     output: Path | None,
     *,
     title: str = "",
     subtitle: str = "",
     what: str = "this result",
+    max_rows: int = 0,
+    csv_safe: bool = False,
 ) -> None:
-    from warehouse.render import render_sections, use_color, write_parquet
+    """Stream a `warehouse.reports.Result` in `fmt`: the query runs in a thread, so
+    Ctrl-C and SIGTERM stop it (see `run_interruptible`)."""
+    from warehouse.render import use_color, write_parquet, write_sections
+    from warehouse.reports import run_interruptible
 
-    if fmt in ("csv", "parquet") and len(sections) > 1:
-        names = ", ".join(s.name for s in sections)
+    names = result.names
+    if fmt in ("csv", "parquet") and len(names) > 1:
         raise fail(
-            f"{what} has several sections ({names}); {fmt} holds one: choose it with --section",
+            f"{what} has several sections ({', '.join(names)}); {fmt} holds one: choose it with --section",
             ExitCode.USAGE,
         )
-    if fmt == "parquet":
-        assert output is not None
-        try:
-            write_parquet(sections[0], output)
-        except OSError as exc:
-            raise fail(f"cannot write {output}: {_one_line(exc)}", ExitCode.USAGE) from None
-        return
+    out = _open_output(output)
     color = fmt == "table" and output is None and use_color(sys.stdout)
-    _emit(render_sections(sections, fmt, title=title, subtitle=subtitle, color=color), output)
+
+    def work() -> list:
+        if fmt == "parquet":
+            for section in result.sections():
+                if section.columns:
+                    write_parquet(section, out)
+            return []
+        return write_sections(
+            result.sections(), fmt, out, multi=len(names) > 1, title=title, subtitle=subtitle,
+            color=color, max_rows=max_rows, csv_safe=csv_safe,
+        )
+
+    def stuck(exc: BaseException) -> None:
+        # The query ignored the interrupt for a second (or a write is blocked): leave
+        # without it, and without half an --output file.
+        out.abort(close=False)
+        message, code = _interruption(exc)  # type: ignore[arg-type]
+        sys.stderr.write(f"saewh: error: {message}\n")
+        sys.stderr.flush()
+        os._exit(int(code))
+
+    try:
+        omitted = run_interruptible(work, result.interrupt, stuck)
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    for cut in omitted:
+        where = f"{cut.section}: " if len(names) > 1 else ""
+        typer.echo(
+            f"saewh: {where}{cut.total - cut.shown:,} more rows not shown ({cut.shown:,} of "
+            f"{cut.total:,}); all of them: --max-rows 0, or --csv / --format parquet -o FILE",
+            err=True,
+        )
 
 
 InfoFormat = enum.Enum("InfoFormat", {"table": "table", "json": "json"}, type=str)
@@ -512,25 +570,27 @@ def sql(
         list[Path] | None,
         typer.Option("--read", help="A file of yours the query may read (repeatable), e.g. a CSV to join."),
     ] = None,
+    max_rows: MaxRowsOpt = SQL_MAX_ROWS,
+    csv_safe: CsvSafeOpt = False,
 ) -> None:
     """Run one read-only SQL query against the warehouse (tables, views and macros).
 
     The query runs in a sandbox DuckDB enforces: one SELECT (or EXPLAIN of one); no
     file outside the warehouse but those named with --read; no settings, attach,
-    install or load.  Anything else is refused (exit 6).
+    install or load.  Anything else is refused (exit 6).  Rows stream: every format
+    but the table (its first --max-rows rows) writes all of them in bounded memory.
     """
-    chosen = _choose_format(fmt, as_csv, as_json, output)
+    chosen = _choose_format(fmt, as_csv, as_json, output, csv_safe)
 
     def go():
         from warehouse.reports import run_query
 
         text = sys.stdin.read() if query == "-" else query
-        section = run_query(
+        with run_query(
             warehouse or default_warehouse(), text, arrow=chosen == "parquet", read_files=tuple(read or ())
-        )
-        if not section.columns:
-            return
-        _write_sections([section], chosen, output, title="saewh sql", subtitle=text, what="the query")
+        ) as result:
+            _write_result(result, chosen, output, title="saewh sql", subtitle=text, what="the query",
+                          max_rows=max_rows, csv_safe=csv_safe)
 
     run_guarded(go)
 
@@ -596,23 +656,30 @@ def _report_command(rep: SqlFile) -> Callable[..., None]:
         warehouse = kwargs.pop("warehouse")
         output = kwargs.pop("output")
         kwargs.pop("show_sql")  # handled eagerly, see _show_sql
+        max_rows = kwargs.pop("max_rows")
+        csv_safe = kwargs.pop("csv_safe")
         sections = [_choice(x) for x in kwargs.pop("section", None) or []] or None
         kwargs = {k: _choice(v) for k, v in kwargs.items()}
-        chosen = _choose_format(kwargs.pop("fmt"), kwargs.pop("as_csv"), kwargs.pop("as_json"), output)
+        chosen = _choose_format(
+            kwargs.pop("fmt"), kwargs.pop("as_csv"), kwargs.pop("as_json"), output, csv_safe
+        )
+
         def go():
             from warehouse.reports import run_report
 
-            result = run_report(
+            with run_report(
                 rep, warehouse or default_warehouse(), kwargs, sections, arrow=chosen == "parquet"
-            )
-            _write_sections(
-                result,
-                chosen,
-                output,
-                title=_command_line(rep, kwargs),
-                subtitle=rep.description,
-                what=f"the {rep.name} report",
-            )
+            ) as result:
+                _write_result(
+                    result,
+                    chosen,
+                    output,
+                    title=_command_line(rep, kwargs),
+                    subtitle=rep.description,
+                    what=f"the {rep.name} report",
+                    max_rows=max_rows,
+                    csv_safe=csv_safe,
+                )
 
         run_guarded(go)
 
@@ -623,6 +690,8 @@ def _report_command(rep: SqlFile) -> Callable[..., None]:
         ("as_csv", CsvOpt, False),
         ("as_json", JsonOpt, False),
         ("output", OutputOpt, None),
+        ("max_rows", MaxRowsOpt, REPORT_MAX_ROWS),
+        ("csv_safe", CsvSafeOpt, False),
     ]
     if multi:
         section_enum = enum.Enum("section_choice", {n: n for n in section_names}, type=str)
@@ -637,7 +706,7 @@ def _report_command(rep: SqlFile) -> Callable[..., None]:
     def show_sql(value: bool) -> None:
         # Eager: runs before Click checks the required options.
         if value:
-            _emit(rep.sql if rep.sql.endswith("\n") else rep.sql + "\n", None)
+            run_guarded(lambda: _emit(rep.sql if rep.sql.endswith("\n") else rep.sql + "\n", None))
             raise typer.Exit(0)
 
     show_sql_opt = typer.Option(
@@ -731,6 +800,7 @@ def export_stats(
     as_csv: CsvOpt = False,
     as_json: JsonOpt = False,
     output: OutputOpt = None,
+    max_rows: MaxRowsOpt = SQL_MAX_ROWS,
 ) -> None:
     """Every feature's statistics (one row per feature): the macro feature_stats().
 
@@ -742,10 +812,11 @@ def export_stats(
     chosen = _choose_format(fmt, as_csv, as_json, output)
 
     def go():
-        from warehouse.export import stats_section
+        from warehouse.export import stats_result
 
-        section = stats_section(warehouse or default_warehouse(), arrow=chosen == "parquet")
-        _write_sections([section], chosen, output, title="saewh export stats", what="the stats")
+        with stats_result(warehouse or default_warehouse(), arrow=chosen == "parquet") as result:
+            _write_result(result, chosen, output, title="saewh export stats", what="the stats",
+                          max_rows=max_rows)
 
     run_guarded(go)
 

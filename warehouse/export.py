@@ -41,7 +41,7 @@ from warehouse.render import float32_text
 if TYPE_CHECKING:
     import duckdb
 
-    from warehouse.render import Section
+    from warehouse.reports import Result
 
 FORMATS = ("neuronpedia", "saedashboard")
 
@@ -259,11 +259,9 @@ def export_feature(
     return json.dumps(out, ensure_ascii=False, indent=1) + "\n"
 
 
-def stats_section(warehouse: Path, arrow: bool = False) -> Section:
-    """The macro feature_stats(): one row per feature, as a renderable section."""
-    from dataclasses import replace
-
+def stats_result(warehouse: Path, arrow: bool = False) -> Result:
+    """The macro feature_stats(): one row per feature, as a result to write."""
     from warehouse.reports import run_query
 
-    section = run_query(warehouse, "SELECT * FROM feature_stats() ORDER BY feature", arrow=arrow)
-    return replace(section, name="feature_stats")
+    return run_query(warehouse, "SELECT * FROM feature_stats() ORDER BY feature", arrow=arrow,
+                     name="feature_stats")

@@ -17,6 +17,7 @@ Display conventions, driven by column names and `-- display:` hints:
 from __future__ import annotations
 
 import csv
+import errno
 import html
 import io
 import json
@@ -24,10 +25,11 @@ import math
 import os
 import shutil
 import struct
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 FORMATS = ("table", "csv", "json", "jsonl", "parquet", "html")
@@ -43,7 +45,11 @@ _BOLD, _TOKEN, _DIM, _RESET = "\x1b[1m", "\x1b[1;33m", "\x1b[2m", "\x1b[0m"
 
 @dataclass
 class Section:
-    """One result set, with what the renderer needs to show it."""
+    """One result set, with what the renderer needs to show it.
+
+    Its rows are either all in `rows` or, for a result being streamed from DuckDB, in
+    `stream`: chunks of rows fetched as the renderer asks for them (read once).
+    """
 
     name: str
     columns: list[str]
@@ -51,7 +57,18 @@ class Section:
     rows: list[tuple]
     caption: str = ""
     display: tuple[str, ...] = ()
-    arrow: Any = field(default=None, repr=False)  # a pyarrow.Table, only for parquet
+    # For parquet: a pyarrow.Table, or a RecordBatchReader streaming the result.
+    arrow: Any = field(default=None, repr=False)
+    stream: Iterator[list[tuple]] | None = field(default=None, repr=False)
+
+    def chunks(self) -> Iterator[list[tuple]]:
+        """The rows, a chunk at a time (a streamed section can be read once)."""
+        if self.stream is not None:
+            for chunk in self.stream:
+                if chunk:
+                    yield chunk
+        elif self.rows:
+            yield self.rows
 
 
 # ---------------------------------------------------------------- values
@@ -67,6 +84,50 @@ def float32_text(x: float) -> str:
             # shorter and is plainer: take the shorter, preferring no exponent on a tie.
             return min((text, repr(float(text))), key=lambda t: (len(t), "e" in t))
     return repr(x)
+
+
+# Below this many values a column is formatted value by value: importing pyarrow (for the
+# vectorized path) costs more than it saves, and small results never need it.
+_VECTOR_MIN = 4096
+
+
+def float32_texts(values: Sequence[float | None], as_json: bool = False) -> list[str | None]:
+    """`float32_text` of each finite value (with `as_json`, the JSON number of `json_value`:
+    `repr(float(text))`); NaN and infinities as `repr` ('nan', 'inf'), None as None.
+
+    Long columns go through Arrow's float32 -> string cast (shortest round-trip digits,
+    as `float32_text` finds them: the nearest d-digit decimal round-trips whenever any
+    does).  Arrow's text is taken where it is certainly the same text: fixed notation
+    with a decimal point and no more than three zeros after it, the range in which
+    '%g' and `repr` both print those digits plainly.  Everything else (whole numbers,
+    exponents, tiny values, NaN) goes the slow way.
+    """
+    cell = _float32_json if as_json else _float32_cell
+    if len(values) < _VECTOR_MIN:
+        return [cell(v) for v in values]
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        return [cell(v) for v in values]
+    texts = pc.cast(pa.array(values, type=pa.float32()), pa.string())
+    plain = pc.and_(
+        pc.match_substring(texts, "."),
+        pc.invert(pc.match_substring_regex(texts, r"[eE]|^-?0\.000")),
+    )
+    return [t if ok else cell(v) for v, t, ok in zip(values, texts.to_pylist(), plain.to_pylist())]
+
+
+def _float32_cell(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return float32_text(value) if _finite(value) else repr(value)
+
+
+def _float32_json(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return repr(float(float32_text(value))) if _finite(value) else repr(value)
 
 
 def _is_float32(typ: str | None) -> bool:
@@ -437,21 +498,164 @@ def use_color(stream: Any) -> bool:
 
 # ---------------------------------------------------------------- csv / json
 
+# Types whose Python values csv.writer and json.dumps already write as `csv_value` and
+# `json_value` would (ints, strings, booleans; DOUBLE in csv, whose writer uses repr):
+# a column of them is passed through whole instead of value by value.
+_PLAIN_TYPES = frozenset({"BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
+                          "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT", "VARCHAR"})
+
+# OWASP's list: a spreadsheet runs a cell starting with one of these as a formula.
+FORMULA_STARTS = "=+-@\t\r"
+
+
+def spreadsheet_safe(text: str) -> str:
+    """`text` with a leading ' when a spreadsheet would read it as a formula (OWASP)."""
+    return "'" + text if text and text[0] in FORMULA_STARTS else text
+
+
+def _csv_column(values: list, typ: str | None, safe: bool) -> list:
+    if typ in _PLAIN_TYPES or typ == "DOUBLE":
+        out = values
+    elif _is_float32(typ):
+        return float32_texts(values)
+    else:
+        out = [csv_value(v, typ) for v in values]
+    if safe:
+        # Only text can smuggle a formula: numbers (-1), dates and JSON of lists stay exact.
+        out = [spreadsheet_safe(c) if isinstance(v, str) else c for v, c in zip(values, out)]
+    return out
+
+
+def _json_column(values: list, typ: str | None) -> list:
+    if typ in _PLAIN_TYPES:
+        return values
+    if _is_float32(typ):
+        return [None if t is None or t[-1] in "nf" else float(t) for t in float32_texts(values, as_json=True)]
+    return [json_value(v, typ) for v in values]
+
+
+# Types whose every value `_json_texts` writes as one JSON scalar (no list or object).
+_SCALAR_JSON_TYPES = _PLAIN_TYPES | {"FLOAT", "DOUBLE"}
+_encode_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses
+
+
+def _json_texts(values: list, typ: str | None) -> list[str]:
+    """Each value as the JSON text `json.dumps(json_value(v, typ), ensure_ascii=False)` writes."""
+    nulls = None in values
+    if typ == "VARCHAR":
+        if not nulls:
+            return list(map(_encode_string, values))
+        return ["null" if v is None else _encode_string(v) for v in values]
+    if typ == "BOOLEAN":
+        return ["null" if v is None else "true" if v else "false" for v in values]
+    if typ in _PLAIN_TYPES:  # integers
+        return ["null" if v is None else str(v) for v in values] if nulls else list(map(str, values))
+    if typ == "DOUBLE":
+        return ["null" if v is None or not _finite(v) else repr(v) for v in values]
+    if _is_float32(typ):
+        return ["null" if t is None or t[-1] in "nf" else t for t in float32_texts(values, as_json=True)]
+    return [json.dumps(json_value(v, typ), ensure_ascii=False) for v in values]
+
+
+def _json_template(columns: Sequence[str], indent: str | None) -> str | None:
+    """A %-template writing one record as json.dumps would (`indent`: the record's
+    lines' indentation inside a JSON array), or None when the fields are not one per
+    column (a duplicate name: a dict keeps the last value at the first place)."""
+    if len(set(columns)) != len(columns):
+        return None
+    keys = [_encode_string(c).replace("%", "%%") + ": %s" for c in columns]
+    if indent is None:
+        return "{" + ", ".join(keys) + "}"
+    inner = indent + "  "
+    return "{\n" + inner + (",\n" + inner).join(keys) + "\n" + indent + "}" if keys else "{}"
+
+
+def _json_lines(section: Section, chunk: list[tuple], template: str) -> Iterator[str]:
+    types = section.types or [None] * len(section.columns)
+    cols = [_json_texts(c, t) for c, t in zip(_columns(chunk, len(types)), types)]
+    return (template % row for row in zip(*cols))
+
+
+def _columns(chunk: list[tuple], n: int) -> list[list]:
+    return [list(col) for col in zip(*chunk)] if chunk else [[] for _ in range(n)]
+
+
+def _csv_rows(rows: list[Sequence[Any]]) -> str:
+    """CSV lines, a field quoted when it holds a comma, a quote, a newline or a carriage
+    return: csv.writer, told that lines end in a newline, leaves a lone carriage return
+    bare, and readers split the record there."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    text = buf.getvalue()
+    if "\r" not in text:
+        return text
+    lines = []
+    for row in rows:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\r\n").writerow(row)  # quotes a carriage return too
+        lines.append(buf.getvalue()[:-2] + "\n")
+    return "".join(lines)
+
+
+def _write_csv(section: Section, out: Output, safe: bool) -> None:
+    types = section.types or [None] * len(section.columns)
+    out.write(_csv_rows([[spreadsheet_safe(c) for c in section.columns] if safe else section.columns]))
+    for chunk in section.chunks():
+        cols = [_csv_column(c, t, safe) for c, t in zip(_columns(chunk, len(types)), types)]
+        out.write(_csv_rows(list(zip(*cols))))
+
+
+def _records(section: Section, chunk: list[tuple]) -> Iterator[dict[str, Any]]:
+    types = section.types or [None] * len(section.columns)
+    cols = [_json_column(c, t) for c, t in zip(_columns(chunk, len(types)), types)]
+    names = section.columns
+    return (dict(zip(names, row)) for row in zip(*cols))
+
 
 def render_csv(section: Section) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(section.columns)
-    types = section.types or [None] * len(section.columns)
-    w.writerows([[csv_value(v, t) for v, t in zip(r, types)] for r in section.rows])
-    return buf.getvalue()
+    out = Output(io.StringIO())
+    _write_csv(section, out, safe=False)
+    return out.getvalue()
 
 
 def records(section: Section) -> list[dict[str, Any]]:
-    types = section.types or [None] * len(section.columns)
-    return [
-        {c: json_value(v, t) for c, v, t in zip(section.columns, r, types)} for r in section.rows
-    ]
+    return [rec for chunk in section.chunks() for rec in _records(section, chunk)]
+
+
+def _write_json_array(section: Section, out: Output, level: int) -> None:
+    """The records as `json.dumps(records, indent=2)` nested `level` deep writes them,
+    one chunk at a time (records never hold a raw newline: JSON escapes it)."""
+    pad = "  " * (level + 1)
+    scalar = bool(section.types) and all(t in _SCALAR_JSON_TYPES for t in section.types)
+    template = _json_template(section.columns, pad) if scalar else None
+    first = True
+    for chunk in section.chunks():
+        if template is not None:
+            texts: Iterable[str] = _json_lines(section, chunk, template)
+        else:  # lists and objects inside: json.dumps lays them out
+            texts = (json.dumps(rec, ensure_ascii=False, indent=2).replace("\n", "\n" + pad)
+                     for rec in _records(section, chunk))
+        parts = []
+        for text in texts:
+            parts.append(("[\n" if first else ",\n") + pad + text)
+            first = False
+        out.write("".join(parts))
+    out.write("[]" if first else "\n" + "  " * level + "]")
+
+
+def _write_jsonl(section: Section, out: Output, tag: bool) -> None:
+    columns = (["section"] if tag else []) + section.columns
+    template = _json_template(columns, None) if section.types else None
+    if template is not None and tag:
+        template = template.replace("%s", _encode_string(section.name).replace("%", "%%"), 1)
+    for chunk in section.chunks():
+        if template is not None:
+            out.write("".join(line + "\n" for line in _json_lines(section, chunk, template)))
+            continue
+        recs = _records(section, chunk)
+        if tag:
+            recs = ({"section": section.name, **rec} for rec in recs)
+        out.write("".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in recs))
 
 
 # ---------------------------------------------------------------- html
@@ -504,27 +708,26 @@ def _html_cell(value: Any, typ: str | None) -> str:
     return f"<td>{_h(text.replace(chr(10), NEWLINE))}</td>"
 
 
-def _html_kwic(section: Section) -> str:
-    li, ti, ri = (section.columns.index(k) for k in KWIC)
-    others = [i for i, c in enumerate(section.columns) if c not in KWIC]
+def _html_kwic_open(section: Section, others: Sequence[int]) -> str:
     head = _html_head(section, others)
-    out = [f'<table class="kwic"><thead><tr>{head}<th colspan="3">context</th></tr></thead><tbody>']
-    for r in section.rows:
-        cells = "".join(_html_cell(r[i], section.types[i] if section.types else None) for i in others)
-        left = (r[li] or "").replace("\n", NEWLINE)
-        right = (r[ri] or "").replace("\n", NEWLINE)
-        if r[ti] is None:
-            ctx = '<td class="null" colspan="3">NULL</td>'
-        else:
-            lead, core, trail = _token_parts(r[ti].replace("\n", NEWLINE))
-            ctx = (
-                f'<td class="left" title="{_h(left)}"><div><span>{_h(left)}</span></div></td>'
-                f'<td class="tok">{_h(lead)}<mark class="tok">{_h(core)}</mark>{_h(trail)}</td>'
-                f'<td class="right" title="{_h(right)}"><div>{_h(right)}</div></td>'
-            )
-        out.append(f"<tr>{cells}{ctx}</tr>")
-    out.append("</tbody></table>")
-    return "\n".join(out)
+    return f'<table class="kwic"><thead><tr>{head}<th colspan="3">context</th></tr></thead><tbody>'
+
+
+def _html_kwic_row(section: Section, r: tuple, others: Sequence[int]) -> str:
+    li, ti, ri = (section.columns.index(k) for k in KWIC)
+    cells = "".join(_html_cell(r[i], section.types[i] if section.types else None) for i in others)
+    left = (r[li] or "").replace("\n", NEWLINE)
+    right = (r[ri] or "").replace("\n", NEWLINE)
+    if r[ti] is None:
+        ctx = '<td class="null" colspan="3">NULL</td>'
+    else:
+        lead, core, trail = _token_parts(r[ti].replace("\n", NEWLINE))
+        ctx = (
+            f'<td class="left" title="{_h(left)}"><div><span>{_h(left)}</span></div></td>'
+            f'<td class="tok">{_h(lead)}<mark class="tok">{_h(core)}</mark>{_h(trail)}</td>'
+            f'<td class="right" title="{_h(right)}"><div>{_h(right)}</div></td>'
+        )
+    return f"<tr>{cells}{ctx}</tr>"
 
 
 def _html_head(section: Section, indices: Sequence[int]) -> str:
@@ -538,24 +741,26 @@ def _html_head(section: Section, indices: Sequence[int]) -> str:
     return "".join(out)
 
 
+def _html_table_open(section: Section) -> str:
+    return f"<table><thead><tr>{_html_head(section, range(len(section.columns)))}</tr></thead><tbody>"
+
+
+def _html_table_row(r: tuple, types: Sequence[str | None]) -> str:
+    return "<tr>" + "".join(_html_cell(v, t) for v, t in zip(r, types)) + "</tr>"
+
+
 def _html_table(section: Section) -> str:
     types = section.types or [None] * len(section.columns)
-    head = _html_head(section, range(len(section.columns)))
-    body = "\n".join(
-        "<tr>" + "".join(_html_cell(v, t) for v, t in zip(r, types)) + "</tr>" for r in section.rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
+    body = "\n".join(_html_table_row(r, types) for r in section.rows)
+    return f"{_html_table_open(section)}\n{body}\n</tbody></table>"
 
 
-def _html_vertical(section: Section) -> str:
+def _html_vertical_block(section: Section, r: tuple) -> str:
     types = section.types or [None] * len(section.columns)
-    blocks = []
-    for r in section.rows:
-        trs = "".join(
-            f"<tr><th>{_h(c)}</th>{_html_cell(v, t)}</tr>" for c, v, t in zip(section.columns, r, types)
-        )
-        blocks.append(f'<table class="kv"><tbody>{trs}</tbody></table>')
-    return "\n".join(blocks)
+    trs = "".join(
+        f"<tr><th>{_h(c)}</th>{_html_cell(v, t)}</tr>" for c, v, t in zip(section.columns, r, types)
+    )
+    return f'<table class="kv"><tbody>{trs}</tbody></table>'
 
 
 def _svg_bars(section: Section, value_col: str, label_col: str | None) -> str:
@@ -601,48 +806,278 @@ def _svg_bars(section: Section, value_col: str, label_col: str | None) -> str:
     return "\n".join(parts)
 
 
-def _html_section(section: Section, heading: bool) -> str:
-    out = []
+def _write_html_section(section: Section, out: Output, heading: bool) -> None:
+    """One section's html, written as its rows stream (a bar chart needs them all first:
+    its rows are a report's bins, a few dozen)."""
+    head = []
     if heading:
-        out.append(f'<section id="{_h(section.name)}">')
-        out.append(f"<h2>{_h(section.name)}</h2>")
+        head.append(f'<section id="{_h(section.name)}">')
+        head.append(f"<h2>{_h(section.name)}</h2>")
         if section.caption:
-            out.append(f'<p class="caption">{_h(section.caption)}</p>')
+            head.append(f'<p class="caption">{_h(section.caption)}</p>')
     else:
-        out.append("<section>")
-    if not section.rows:
-        out.append('<p class="empty">no rows</p>')
-    elif "vertical" in section.display:
-        out.append(_html_vertical(section))
-    elif all(k in section.columns for k in KWIC):
-        out.append(_html_kwic(section))
-    elif (bars := _bars_hint(section.display)) and bars[0] in section.columns:
-        out.append(_svg_bars(section, *bars))
-        out.append("<details><summary>data</summary>")
-        out.append(_html_table(section))
-        out.append("</details>")
+        head.append("<section>")
+    out.write("\n".join(head) + "\n")
+    chunks = section.chunks()
+    first = next(chunks, None)
+    types = section.types or [None] * len(section.columns)
+    peeked = replace(section, rows=first or [], stream=None)  # what the header cells look at
+    bars = _bars_hint(section.display)
+    if first is None:
+        out.write('<p class="empty">no rows</p>')
+    elif bars and bars[0] in section.columns:
+        whole = replace(section, rows=[r for c in (first, *chunks) for r in c], stream=None)
+        out.write("\n".join([_svg_bars(whole, *bars), "<details><summary>data</summary>",
+                             _html_table(whole), "</details>"]))
     else:
-        out.append(_html_table(section))
-    out.append("</section>")
-    return "\n".join(out)
+        if "vertical" in section.display:
+            opening, closing = "", ""
+            row = partial(_html_vertical_block, section)
+        elif all(k in section.columns for k in KWIC):
+            others = [i for i, c in enumerate(section.columns) if c not in KWIC]
+            opening, closing = _html_kwic_open(peeked, others) + "\n", "\n</tbody></table>"
+            row = partial(_html_kwic_row, section, others=others)
+        else:
+            opening, closing = _html_table_open(peeked) + "\n", "\n</tbody></table>"
+            row = partial(_html_table_row, types=types)
+        out.write(opening)
+        sep = ""
+        for chunk in _chain(first, chunks):
+            out.write(sep + "\n".join(row(r) for r in chunk))
+            sep = "\n"
+        out.write(closing)
+    out.write("\n</section>")
 
 
-def render_html(sections: list[Section], title: str, subtitle: str = "") -> str:
+def _chain(first: list[tuple], rest: Iterator[list[tuple]]) -> Iterator[list[tuple]]:
+    yield first
+    yield from rest
+
+
+def _write_html(sections: Iterable[Section], out: Output, multi: bool, title: str, subtitle: str) -> None:
     """One self-contained page: inline CSS and SVG, no scripts, no external resources."""
-    body = [f"<h1>{_h(title)}</h1>"]
-    if subtitle:
-        body.append(f'<p class="params">{_h(subtitle)}</p>')
-    body.extend(_html_section(s, heading=len(sections) > 1) for s in sections)
-    return (
+    out.write(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{_h(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body>\n</html>\n"
+        f"<h1>{_h(title)}</h1>"
     )
+    if subtitle:
+        out.write(f'\n<p class="params">{_h(subtitle)}</p>')
+    for s in sections:
+        if s.columns:
+            out.write("\n")
+            _write_html_section(s, out, heading=multi)
+    out.write("\n</body>\n</html>\n")
+
+
+# ---------------------------------------------------------------- output
+
+
+class OutputError(Exception):
+    """The output (stdout or --output) could not be written: disk full, I/O error, ..."""
+
+
+class Output:
+    """Where rendered data goes: a text stream (stdout), or a file.
+
+    Text is written as UTF-8 whatever the locale says (an ASCII locale must not lose
+    data).  A regular file is written beside its name and renamed over it by `commit`,
+    so a failed or interrupted export leaves the previous file (or none), never half of
+    one; a device or pipe (`-o /dev/stdout`, `-o /dev/full`) is written in place.  A
+    failing write raises OutputError; a reader that went away, BrokenPipeError.
+    """
+
+    def __init__(self, stream: Any = None, path: str | os.PathLike | None = None) -> None:
+        self.name = str(path) if path is not None else "stdout"
+        self._target: str | None = None
+        self._temp: str | None = None
+        self._file: Any = None
+        if path is not None:
+            real = os.path.realpath(path)
+            if os.path.exists(real) and not os.path.isfile(real):
+                if os.path.isdir(real):
+                    raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+                self._file = open(real, "wb", buffering=1 << 20)
+            else:
+                self._target = real
+                head, tail = os.path.split(real)
+                self._temp = os.path.join(head, f".{tail}.saewh-{os.getpid()}.tmp")
+                self._file = open(self._temp, "wb", buffering=1 << 20)
+            self._binary = True
+            self._stream = self._file
+            return
+        buffer = getattr(stream, "buffer", None)
+        if buffer is not None:
+            stream.flush()
+            self._stream, self._binary = buffer, True
+        else:
+            self._stream, self._binary = stream, False
+
+    def write(self, text: str) -> None:
+        if text:
+            self._guard(self._stream.write, text.encode("utf-8") if self._binary else text)
+
+    def write_bytes(self, data: bytes) -> None:
+        self._guard(self._stream.write, data)
+
+    def flush(self) -> None:
+        self._guard(self._stream.flush)
+
+    def getvalue(self) -> str:
+        """What was written to an in-memory text stream (`render_sections`)."""
+        return self._stream.getvalue()
+
+    def _guard(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
+                raise BrokenPipeError(errno.EPIPE, "the reader went away") from None
+            reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+            raise OutputError(f"cannot write {self.name}: {reason}") from None
+
+    def commit(self) -> None:
+        """Flush; a file is closed and takes its name (keeping the mode of the one it replaces)."""
+        self.flush()
+        if self._file is None:
+            return
+        self._guard(self._file.close)
+        if self._temp is not None and self._target is not None:
+            try:
+                os.chmod(self._temp, os.stat(self._target).st_mode & 0o7777)
+            except OSError:
+                pass
+            self._guard(os.replace, self._temp, self._target)
+            self._temp = None
+
+    def abort(self, close: bool = True) -> None:
+        """Drop a file being written (its previous content, if any, stays).  `close=False`
+        when another thread may be blocked writing it (its close would wait for that)."""
+        if close and self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+        if self._temp is not None:
+            try:
+                os.unlink(self._temp)
+            except OSError:
+                pass
+            self._temp = None
+
+
+class _BinaryOutput:
+    """`Output` as the binary file object pyarrow's writers want."""
+
+    def __init__(self, out: Output) -> None:
+        self._out, self._pos, self.closed = out, 0, False
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)
+        self._out.write_bytes(data)
+        self._pos += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def close(self) -> None:
+        self.closed = True
 
 
 # ---------------------------------------------------------------- entry points
+
+
+@dataclass
+class Omitted:
+    """Rows of a table section the terminal table left out (counted, not kept)."""
+
+    section: str
+    shown: int
+    total: int
+
+
+def _write_table(
+    section: Section, out: Output, *, width: int | None, color: bool, max_rows: int
+) -> Omitted | None:
+    """The first `max_rows` rows (0: all) as a terminal table; the rest only counted."""
+    chunks = section.chunks()
+    rows: list[tuple] = []
+    for chunk in chunks:
+        rows.extend(chunk)
+        if max_rows and len(rows) > max_rows:
+            break
+    shown = rows[:max_rows] if max_rows else rows
+    out.write(render_table(section.columns, shown, width, types=section.types, display=section.display,
+                           color=color))
+    if len(shown) == len(rows):
+        return None
+    out.flush()  # the rows shown are on screen while the rest is counted
+    total = len(rows) + sum(len(chunk) for chunk in chunks)
+    return Omitted(section.name, len(shown), total)
+
+
+def write_sections(
+    sections: Iterable[Section],
+    fmt: str,
+    out: Output,
+    *,
+    multi: bool,
+    title: str = "",
+    subtitle: str = "",
+    width: int | None = None,
+    color: bool = False,
+    max_rows: int = 0,
+    csv_safe: bool = False,
+) -> list[Omitted]:
+    """Write result sets in `fmt` (every format but parquet, see `write_parquet`) to `out`
+    as their rows stream; returns what the terminal table left out (`max_rows`).
+
+    One section writes as itself (a JSON array, one CSV table); several (`multi`) as a
+    JSON object of arrays by section name, JSONL lines tagged with `"section"`, headed
+    terminal tables, or one html page.  CSV holds one section only.  A section without
+    columns (a statement that returns no result set) writes nothing.
+    """
+    omitted: list[Omitted] = []
+    if fmt == "table":
+        for i, s in enumerate(x for x in sections if x.columns):
+            if i:
+                out.write("\n")
+            if multi:
+                out.write(_style(s.name + (f" — {s.caption}" if s.caption else ""), _BOLD, color) + "\n")
+            cut = _write_table(s, out, width=width, color=color, max_rows=max_rows)
+            if cut is not None:
+                omitted.append(cut)
+    elif fmt == "csv":
+        if multi:
+            raise ValueError("csv holds one result set; choose a section")
+        for s in sections:
+            if s.columns:
+                _write_csv(s, out, csv_safe)
+    elif fmt == "json":
+        if multi:
+            out.write("{")
+            for i, s in enumerate(sections):
+                out.write(("," if i else "") + "\n  " + json.dumps(s.name, ensure_ascii=False) + ": ")
+                _write_json_array(s, out, level=1)
+            out.write("\n}\n")
+        else:
+            for s in sections:
+                if s.columns:
+                    _write_json_array(s, out, level=0)
+                    out.write("\n")
+    elif fmt == "jsonl":
+        for s in sections:
+            _write_jsonl(s, out, tag=multi)
+    elif fmt == "html":
+        _write_html(sections, out, multi, title or "saewh", subtitle)
+    else:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return omitted
 
 
 def render_sections(
@@ -654,53 +1089,44 @@ def render_sections(
     width: int | None = None,
     color: bool = False,
 ) -> str:
-    """Render result sets as text in `fmt` (every format but parquet, see `write_parquet`).
-
-    One section renders as itself (a JSON array, one CSV table); several render as a
-    JSON object of arrays by section name, JSONL lines tagged with `"section"`,
-    headed terminal tables, or one html page.  CSV holds one section only.
-    """
-    multi = len(sections) > 1
-    if fmt == "table":
-        parts = []
-        for s in sections:
-            table = render_table(
-                s.columns, s.rows, width, types=s.types, display=s.display, color=color
-            )
-            if multi:
-                head = s.name + (f" — {s.caption}" if s.caption else "")
-                table = _style(head, _BOLD, color) + "\n" + table
-            parts.append(table)
-        return "\n".join(parts)
-    if fmt == "csv":
-        if multi:
-            raise ValueError("csv holds one result set; choose a section")
-        return render_csv(sections[0]) if sections else ""
-    if fmt == "json":
-        if multi:
-            doc: Any = {s.name: records(s) for s in sections}
-        else:
-            doc = records(sections[0]) if sections else []
-        return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
-    if fmt == "jsonl":
-        lines = []
-        for s in sections:
-            for rec in records(s):
-                rec = {"section": s.name, **rec} if multi else rec
-                lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
-        return "".join(lines)
-    if fmt == "html":
-        return render_html(sections, title or "saewh", subtitle)
-    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    """`write_sections` into a string (every row: no `max_rows`)."""
+    out = Output(io.StringIO())
+    write_sections(sections, fmt, out, multi=len(sections) > 1, title=title, subtitle=subtitle,
+                   width=width, color=color)
+    return out.getvalue()
 
 
-def write_parquet(section: Section, path: str | os.PathLike) -> None:
-    """Write one section as Parquet (full values, DuckDB's column types)."""
+# A Parquet row group gathers record batches up to this many bytes or rows: large
+# enough for good row groups of narrow rows, small enough to bound memory with wide ones.
+_ROW_GROUP_BYTES = 16 << 20
+_ROW_GROUP_ROWS = 1 << 20
+
+
+def write_parquet(section: Section, out: Output) -> None:
+    """Write one section as Parquet (full values, DuckDB's column types), batch by batch."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if section.arrow is None:
+    source = section.arrow
+    if source is None:
         raise ValueError("parquet output needs the result as Arrow (run with arrow=True)")
-    pq.write_table(section.arrow, str(path), compression="zstd")
+    if isinstance(source, pa.Table):
+        source = source.to_reader()
+    writer = pq.ParquetWriter(_BinaryOutput(out), source.schema, compression="zstd")
+    try:
+        pending: list = []
+        size = rows = 0
+        for batch in source:
+            pending.append(batch)
+            size += batch.nbytes
+            rows += batch.num_rows
+            if size >= _ROW_GROUP_BYTES or rows >= _ROW_GROUP_ROWS:
+                writer.write_table(pa.Table.from_batches(pending, source.schema), row_group_size=rows)
+                pending, size, rows = [], 0, 0
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending, source.schema), row_group_size=rows)
+    finally:
+        writer.close()
 
 
 def render(columns: list[str], rows: list[tuple], fmt: str = "table") -> str:

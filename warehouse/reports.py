@@ -6,15 +6,20 @@ new file.  This module finds the files, validates parameter values against the
 warehouse (a `feature` must be below the manifest's `sae.n_latents`, a `review_id`
 or `token` must exist), runs each statement and returns its rows; rendering lives
 in `warehouse.render`.  `run_query` is the read-only arbitrary-SQL path of `saewh sql`.
+Results stream: a statement's rows are fetched while they are written (`Result`), in
+a thread the main thread can interrupt (`run_interruptible`).
 
-Nothing here imports numpy, pyarrow, h5py or transformers.
+Nothing here imports numpy, pyarrow, h5py or transformers (parquet output and long
+FLOAT columns import pyarrow when they are written).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from warehouse.render import Section
 from warehouse.sandbox import RefusedQuery, check_query, lock_down
@@ -23,8 +28,11 @@ from warehouse.sqlfiles import SqlFile, Statement, parse_sql, sql_dir
 if TYPE_CHECKING:
     import duckdb
 
+T = TypeVar("T")
+
 # Names the CLI uses for its own options: a report parameter may not take them.
-RESERVED = frozenset({"warehouse", "fmt", "format", "csv", "json", "output", "section", "show_sql"})
+RESERVED = frozenset({"warehouse", "fmt", "format", "csv", "json", "output", "section", "show_sql",
+                      "max_rows", "csv_safe"})
 
 
 class ReportError(Exception):
@@ -39,8 +47,8 @@ class BadValue(ReportError):
     """An option value the report cannot use (a usage error)."""
 
 
-__all__ = ["BadValue", "NotFound", "RefusedQuery", "ReportError", "Section",
-           "load_manifest", "load_reports", "run_query", "run_report", "validate"]
+__all__ = ["BadValue", "NotFound", "RefusedQuery", "ReportError", "Result", "Section",
+           "load_manifest", "load_reports", "run_interruptible", "run_query", "run_report", "validate"]
 
 
 def reports_dir() -> Path:
@@ -78,6 +86,11 @@ def _open(
 
     try:
         con, snapshot = open_snapshot(directory, private=True)
+        # DuckDB keeps the Parquet bytes a query reads in its buffer pool (up to its
+        # memory limit, 80% of RAM) for later queries of the same instance: one process
+        # runs one query, so the cache would only make a streamed export's memory grow
+        # with the data read (+170 MB over 160M activation rows).  Set before lock_down.
+        con.execute("SET enable_external_file_cache = false")
     except duckdb.Error as exc:
         reason = _first_line(exc)
         raise WarehouseError(f"{directory}: cannot open the warehouse database ({reason})") from None
@@ -147,26 +160,128 @@ def _check_exists(
             raise NotFound(f"token {tok!r} never occurs in this warehouse{hint}")
 
 
+# Rows fetched at a time for the text formats (Python tuples: a few MB of narrow rows),
+# and per Arrow record batch for parquet (`warehouse.render.write_parquet` gathers
+# batches into row groups).
+ROWS_PER_CHUNK = 8192
+ARROW_BATCH_ROWS = 65536
+
+
+def _fetch_chunks(con: duckdb.DuckDBPyConnection) -> Iterator[list[tuple]]:
+    while True:
+        rows = con.fetchmany(ROWS_PER_CHUNK)
+        if not rows:
+            return
+        yield rows
+
+
 def _run_statement(
     con: duckdb.DuckDBPyConnection, st: Statement, values: dict[str, Any], arrow: bool
 ) -> Section:
-    rel = con.execute(st.sql, {name: values[name] for name in st.params})
-    columns = [d[0] for d in rel.description]
-    types = [str(d[1]) for d in rel.description]
+    """Start the statement; its rows stream from DuckDB as the section is read.
+
+    The text formats fetch Python rows (`fetchmany`: the values `fetchall` gives,
+    so rendering is the same for every type, and small results never import pyarrow);
+    parquet reads Arrow record batches.
+    """
+    con.execute(st.sql, {name: values[name] for name in st.params})
+    if con.description is None:
+        return Section(st.name, [], [], [], st.caption, st.display)
+    columns = [d[0] for d in con.description]
+    types = [str(d[1]) for d in con.description]
     if arrow:
-        table = _arrow(rel)
-        return Section(st.name, columns, types, _rows(table), st.caption, st.display, table)
-    return Section(st.name, columns, types, rel.fetchall(), st.caption, st.display)
+        # `to_arrow_reader` is the newer DuckDB's name of `fetch_record_batch`.
+        reader = getattr(con, "to_arrow_reader", None) or con.fetch_record_batch
+        return Section(st.name, columns, types, [], st.caption, st.display, arrow=reader(ARROW_BATCH_ROWS))
+    return Section(st.name, columns, types, [], st.caption, st.display, stream=_fetch_chunks(con))
 
 
-def _arrow(rel: duckdb.DuckDBPyConnection) -> Any:  # (the connection holds the result)
-    """The result as a pyarrow.Table (`to_arrow_table` is the newer DuckDB's name)."""
-    fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
-    return fetch()
+class Result:
+    """The result sets of a query or a report, streamed from its sandboxed connection.
+
+    Each statement starts when `sections` reaches it: one DuckDB connection streams one
+    result at a time, so sections are read in order, each to its end.  `interrupt`
+    may be called from another thread (it stops the running statement); `close` (or
+    the `with` block) closes the connection.
+    """
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, statements: list[Statement], values: dict[str, Any],
+        arrow: bool = False,
+    ) -> None:
+        self._con = con
+        self._statements = statements
+        self._values = values
+        self._arrow = arrow
+
+    @property
+    def names(self) -> list[str]:
+        return [st.name for st in self._statements]
+
+    def sections(self) -> Iterator[Section]:
+        for st in self._statements:
+            yield _run_statement(self._con, st, self._values, self._arrow)
+
+    def interrupt(self) -> None:
+        self._con.interrupt()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Result:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _rows(table: Any) -> list[tuple]:
-    return list(zip(*(table.column(i).to_pylist() for i in range(table.num_columns))))
+def run_interruptible(
+    work: Callable[[], T],
+    interrupt: Callable[[], None],
+    on_stuck: Callable[[BaseException], None],
+    grace: float = 1.0,
+) -> T:
+    """Run `work` (a query and the writing of its rows) in a thread while the main thread
+    waits, so SIGINT and SIGTERM stop any query.
+
+    Python runs signal handlers in the main thread only, between bytecodes; DuckDB, run
+    by the main thread, notices Ctrl-C only between its own tasks (a cross join
+    ignored it until it ended) and then raises a RuntimeError.  Here the main thread
+    waits, turns SIGINT into KeyboardInterrupt and SIGTERM into `etl.staging.Terminated`
+    (as a build does), interrupts the query, and re-raises once `work` has ended.  A
+    `work` still running `grace` seconds later (DuckDB stuck in one long task, or a
+    write blocked on a full pipe) is abandoned: `on_stuck(exc)` must end the process.
+    """
+    from etl.staging import interrupts_as_exceptions, signals_held
+
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    # Waiting on an Event, not Thread.join: a join that a KeyboardInterrupt cuts short
+    # marks the thread finished while it still runs (CPython 3.11's bpo-45274 fix).
+    worker = threading.Thread(target=run, name="saewh-query", daemon=True)
+    with interrupts_as_exceptions():
+        try:
+            worker.start()
+            while not done.wait(0.5):
+                pass
+        except KeyboardInterrupt as exc:  # (Terminated is one)
+            with signals_held():  # a second Ctrl-C must not cut the wait short
+                interrupt()
+                if not done.wait(grace):
+                    on_stuck(exc)
+            raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def run_report(
@@ -175,36 +290,31 @@ def run_report(
     values: dict[str, Any],
     sections: list[str] | None = None,
     arrow: bool = False,
-) -> list[Section]:
-    """Validate `values`, then run the report's statements (or the named `sections`)."""
+) -> Result:
+    """Validate `values` and open the warehouse; the report's statements (or the named
+    `sections`) run as the Result is read."""
     validate(rep, values)
     chosen = [st for st in rep.statements if sections is None or st.name in sections]
     con, snapshot = _open(warehouse)
     try:
         n_latents = int(load_manifest(snapshot)["sae"]["n_latents"])
         _check_exists(con, rep, values, n_latents)
-        return [_run_statement(con, st, values, arrow) for st in chosen]
-    finally:
+    except BaseException:
         con.close()
+        raise
+    return Result(con, chosen, values, arrow)
 
 
 def run_query(
-    warehouse: Path, query: str, arrow: bool = False, read_files: tuple[Path, ...] = ()
-) -> Section:
-    """Run one read-only query against the warehouse (tables, views and macros), in the
-    sandbox (`warehouse.sandbox`); `read_files` are user files the query may read."""
+    warehouse: Path, query: str, arrow: bool = False, read_files: tuple[Path, ...] = (), name: str = "query"
+) -> Result:
+    """Open one read-only query against the warehouse (tables, views and macros), in the
+    sandbox (`warehouse.sandbox`); `read_files` are user files the query may read.  It
+    runs as the Result is read."""
     con, _snapshot = _open(warehouse, tuple(read_files))
     try:
         check_query(con, query)
-        st = Statement("query", query)
-        rel = con.execute(query)
-        if rel.description is None:
-            return Section(st.name, [], [], [])
-        columns = [d[0] for d in rel.description]
-        types = [str(d[1]) for d in rel.description]
-        if arrow:
-            table = _arrow(rel)
-            return Section(st.name, columns, types, _rows(table), arrow=table)
-        return Section(st.name, columns, types, rel.fetchall())
-    finally:
+    except BaseException:
         con.close()
+        raise
+    return Result(con, [Statement(name, query)], {}, arrow)
