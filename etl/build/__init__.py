@@ -25,7 +25,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -35,7 +34,37 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl.inputs import InputError, NpzStrings, decode_ids, load_npz, open_h5, scan_h5, validate_chunk
+from etl.build.errors import BuildError, OutputError, explain_failure, output_error  # noqa: F401 (re-exported)
+from etl.build.files import (
+    NpyWriter,
+    append,
+    file_entry,
+    finished_file,
+    gather_npy,
+    open_texts,
+    pwrite_all,
+    raise_open_file_limit,
+    read_ranges,
+    texts_at,
+    texts_to_arrow,
+)
+from etl.build.kernels import (
+    combine_pairs,
+    empty_review_top,
+    excl_cumsum,
+    explode_chunk,
+    gather_index,
+    offsets_in_reviews,
+    rank_review_features,
+    run_segments,
+    screen_chunk,
+    sub_blocks,
+    top_candidates,
+    top_per_feature,
+    top_per_group,
+)
+from etl.build.parallel import Counter, release_free_memory, run_parallel, submit_held, wait_for
+from etl.inputs import InputError, decode_ids, load_npz, open_h5, scan_h5, validate_chunk
 from etl.progress import Progress
 from etl.publish import current_name, new_snapshot, prune, publish
 from etl.review_stats import bucket_review_stats, group_codes, pair_stats, write_review_stats
@@ -43,13 +72,9 @@ from etl.staging import (
     LockBusy,
     acquire_build_lock,
     fingerprint,
-    libc,
     open_memmap_reserved,
     release_lock,
-    signals_for_forked_workers,
     signals_held,
-    start_writeback,
-    worker_init,
 )
 from etl.tokenizer import load_tokenizer
 from warehouse.snapshots import CURRENT, SNAPSHOTS, is_legacy
@@ -79,19 +104,6 @@ _SORT_BLOCK_TOKENS = 1 << 15
 ALIGNMENTS = ("exact", "truncated", "mismatch", "no_tokens", "no_text")
 
 
-class BuildError(Exception):
-    """The build cannot proceed (one-line message)."""
-
-
-class OutputError(BuildError):
-    """The warehouse could not be written (disk full, read-only, permission denied)."""
-
-
-# Errors writing the output, as opposed to reading a damaged input.
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
-_WRITE_MESSAGES = ("no space left", "disk quota", "read-only file system", "permission denied")
-
-
 @dataclass
 class BuildSummary:
     warehouse: str
@@ -116,17 +128,6 @@ class BuildSummary:
 
 # Shared, read-only state for worker processes (inherited through fork).
 _STATE: dict = {}
-
-
-def _excl_cumsum(a: np.ndarray, axis: int = -1) -> np.ndarray:
-    c = np.cumsum(a, axis=axis, dtype=np.int64)
-    return c - a
-
-
-def _gather_index(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    """Concatenation of arange(s, s + n) for each segment, vectorized."""
-    total = int(lens.sum())
-    return np.repeat(starts - _excl_cumsum(lens), lens) + np.arange(total, dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- phase 1
@@ -155,8 +156,8 @@ def _map_reviews(f, npz_ids: np.ndarray, work: Path, chunk: int, progress: bool)
     # (space reserved up front: a full disk is an error, not a SIGBUS; see etl.staging)
     # Written with pwrite, not through the maps: a written page of a map stays in the
     # process's RSS until unmapped (380 MB for the two at 47M tokens).
-    review_of = _NpyWriter(open_memmap_reserved(work / "token_review.npy", np.int32, (n,)))
-    position = _NpyWriter(open_memmap_reserved(work / "token_position.npy", np.int32, (n,)))
+    review_of = NpyWriter(open_memmap_reserved(work / "token_review.npy", np.int32, (n,)))
+    position = NpyWriter(open_memmap_reserved(work / "token_position.npy", np.int32, (n,)))
     # Each token's character offsets and those of its default context window, filled by
     # the explode workers (see _write_tokens), read for the top examples.
     open_memmap_reserved(work / "token_bounds.npy", np.int32, (n, 4)).flush()
@@ -177,16 +178,7 @@ def _map_reviews(f, npz_ids: np.ndarray, work: Path, chunk: int, progress: bool)
             counts = np.append(counts, np.zeros(grow, np.int64))
             first = np.append(first, np.full(grow, np.iinfo(np.int64).max, np.int64))
             last = np.append(last, np.full(grow, -1, np.int64))
-        # A review can appear in several runs of one chunk: offset each run by the
-        # tokens of the same review seen before it (earlier chunks, earlier runs).
-        order = np.argsort(run_idx, kind="stable")
-        sorted_runs, sorted_lens = run_idx[order], lens[order]
-        csum = _excl_cumsum(sorted_lens)
-        group_start = np.ones(len(order), bool)
-        group_start[1:] = sorted_runs[1:] != sorted_runs[:-1]
-        head = np.maximum.accumulate(np.where(group_start, np.arange(len(order)), 0))
-        run_offset = np.empty(len(order), np.int64)
-        run_offset[order] = counts[sorted_runs] + (csum - csum[head])
+        run_offset = offsets_in_reviews(run_idx, lens, counts)
         np.add.at(counts, run_idx, lens)
         np.minimum.at(first, run_idx, s + starts)
         np.maximum.at(last, run_idx, s + starts + lens - 1)
@@ -198,32 +190,6 @@ def _map_reviews(f, npz_ids: np.ndarray, work: Path, chunk: int, progress: bool)
     position.close()
     r = len(ids)
     return np.array(ids, dtype=object), counts[:r], first[:r], last[:r]
-
-
-def _pwrite_all(fd: int, values: np.ndarray, at: int) -> None:
-    """Write a contiguous array's bytes at offset `at` of `fd`, however many calls it takes."""
-    data = memoryview(values).cast("B")
-    while data:
-        done = os.pwrite(fd, data, at)
-        if done == 0:
-            raise OSError(errno.EIO, f"fd {fd}: write made no progress")
-        data, at = data[done:], at + done
-
-
-class _NpyWriter:
-    """Writes rows of a .npy file made by `open_memmap_reserved`, at their offsets."""
-
-    def __init__(self, made: np.memmap):
-        self._path, self._at, self._dtype = made.filename, made.offset, made.dtype
-        self._row_bytes = made.dtype.itemsize * int(np.prod(made.shape[1:], dtype=np.int64))
-        del made  # unmapped before a page is written
-        self._fd = os.open(self._path, os.O_WRONLY)
-
-    def write(self, row: int, values: np.ndarray) -> None:
-        _pwrite_all(self._fd, np.ascontiguousarray(values, self._dtype), self._at + row * self._row_bytes)
-
-    def close(self) -> None:
-        os.close(self._fd)
 
 
 # --------------------------------------------------------------------------- phase 2
@@ -250,208 +216,6 @@ _REVIEW_TOP_SCHEMA = pa.schema(
 )
 
 
-def _screen_chunk(idx: np.ndarray, val: np.ndarray, n_latents: int) -> bool:
-    """False when the chunk is certainly valid; True sends it to `validate_chunk`.
-
-    Four reductions instead of validate_chunk's per-row sort.  NaN fails `min >= 0`,
-    +inf fails `isfinite(max)`.  A feature twice in a token is caught after the feature
-    sort (`_explode_chunk`), a zero slot sends the chunk to `validate_chunk` too.
-    """
-    if idx.size == 0:
-        return False
-    vmin = val.min()
-    return bool(idx.min() < 0 or idx.max() >= n_latents or not vmin > 0 or not np.isfinite(val.max()))
-
-
-def _explode_chunk(idx: np.ndarray, val: np.ndarray, n_latents: int):
-    """A chunk's active slots sorted by feature, stably (token order inside a feature).
-
-    Returns (counts per feature, sorted features, token offset in the chunk, values,
-    duplicate flag).  Zero slots are dropped.  The duplicate flag is exact only when
-    the chunk has no zero slot (`validate_chunk` checks those chunks anyway).
-    """
-    m, k = idx.shape
-    feat_dtype = np.uint16 if n_latents <= 1 << 16 else np.int64
-    f_bits = max(1, (n_latents - 1).bit_length())
-    t_bits = max(1, (m - 1).bit_length())
-    if f_bits + t_bits + 32 > 64:
-        return _explode_chunk_argsort(idx, val, n_latents)
-    # One SIMD sort of (feature, token, value bits) replaces a stable argsort and the
-    # value gather: the token in the key keeps token order inside a feature, and a
-    # token's features are distinct (else the chunk is rejected), so the value bits
-    # never decide the order.  Positive float32 values are carried bit for bit.
-    key = idx.astype(np.uint64)
-    key <<= np.uint64(t_bits + 32)
-    key |= (np.arange(m, dtype=np.uint64) << np.uint64(32))[:, None]
-    key |= val.view(np.uint32)
-    key = key.reshape(-1)
-    active = val.reshape(-1) > 0
-    if not active.all():
-        key = key[active]
-    key.sort()
-    # The key's 32-bit halves as strided views: (feature, token) high, value low.
-    halves = key.view(np.uint32)
-    hi = halves[1::2] if sys.byteorder == "little" else halves[0::2]
-    v = key.astype(np.uint32).view(np.float32)
-    tl = hi & np.uint32((1 << t_bits) - 1)
-    fs = (hi >> np.uint32(t_bits)).astype(feat_dtype)
-    # Sorted features: counts from the first row of each (searchsorted, not bincount).
-    counts = np.diff(np.searchsorted(fs, np.arange(n_latents, dtype=feat_dtype)), append=len(fs))
-    # A feature twice in a token is an equal (feature, token) neighbour.
-    dup = bool(len(hi)) and bool(np.any(hi[1:] == hi[:-1]))
-    return counts, fs, tl, v, dup
-
-
-def _explode_chunk_argsort(idx: np.ndarray, val: np.ndarray, n_latents: int):
-    """`_explode_chunk` for SAEs too wide to pack (feature, token, value) into 64 bits."""
-    m, k = idx.shape
-    flat_val = val.reshape(-1)
-    feat_dtype = np.uint16 if n_latents <= 1 << 16 else np.int64
-    feat = idx.reshape(-1).astype(feat_dtype)
-    active = flat_val > 0
-    if active.all():
-        src = np.argsort(feat, kind="stable")
-    else:
-        sel = np.flatnonzero(active)
-        src = sel[np.argsort(feat[sel], kind="stable")]
-        feat = feat[sel]
-    counts = np.bincount(feat, minlength=n_latents)
-    fs = np.repeat(np.arange(n_latents, dtype=feat_dtype), counts)
-    tl = src >> (k.bit_length() - 1) if k & (k - 1) == 0 else src // k
-    v = flat_val[src]
-    # Inside a feature the tokens ascend: an equal neighbour inside a feature (not across
-    # a feature boundary) is a feature twice in a token.
-    eq = np.flatnonzero(tl[1:] == tl[:-1]) + 1
-    dup = bool(len(eq)) and bool(np.any(fs[eq] == fs[eq - 1]))
-    return counts, fs, tl, v, dup
-
-
-def _review_pairs(counts, fs, tl, v, lr_tok, n_runs: int):
-    """(feature, review run) pairs of a feature-sorted chunk: max value and slot count.
-
-    `lr_tok` numbers the chunk's runs of one review in token order; inside a feature the
-    rows ascend by token, so a pair's rows are contiguous: a pair starts where the run
-    changes or a feature starts (known from `counts`, no comparison needed).  Features
-    and runs come back in the dtypes of `fs` and `lr_tok` (callers widen what they keep).
-    """
-    n = len(fs)
-    if n == 0:
-        z = np.zeros(0, np.int64)
-        return z, z, np.zeros(0, np.float32), z
-    # np.take: indexing with a uint32 index array takes a slow path (~3x).
-    lr = np.take(lr_tok, tl)
-    change = np.empty(n, bool)
-    change[0] = True
-    np.not_equal(lr[1:], lr[:-1], out=change[1:])
-    starts = np.cumsum(counts)[:-1]
-    change[starts[starts < n]] = True
-    heads = np.flatnonzero(change)
-    pm = np.maximum.reduceat(v, heads)
-    pc = np.empty(len(heads), np.int64)
-    np.subtract(heads[1:], heads[:-1], out=pc[:-1])
-    pc[-1] = n - heads[-1]
-    return fs[heads], lr[heads], pm, pc
-
-
-def _top_per_group(g, f, v, c, n_groups: int, k: int, prefilter: bool = True, packed: bool = True):
-    """Each group's k largest `v` (ties: smaller `f` first) as (g, rank, f, v, c).
-
-    Rows come out by (g, rank), ranks from 1.  With `prefilter`, rows below a sampled
-    value threshold are dropped first, except in groups the threshold would leave with
-    fewer than k rows: the result is the same, the sort much smaller.
-    """
-    if len(g) == 0:
-        z = np.zeros(0, np.int64)
-        return z, z, z, np.zeros(0, np.float32), z
-    per = np.bincount(g, minlength=n_groups)
-    if prefilter and per.max() > k:
-        keep_frac = 2.0 * k * np.count_nonzero(per) / len(g)
-        if keep_frac < 0.5:
-            sample = v[:: max(1, len(v) // 65536)]
-            cut = int((1.0 - keep_frac) * (len(sample) - 1))
-            tau = np.partition(sample, cut)[cut]
-            cand = v >= tau
-            # Candidates are few: gather them by index, not by four full-length masks.
-            sel = np.flatnonzero(cand)
-            short = np.bincount(g[sel], minlength=n_groups) < np.minimum(per, k)
-            if short.any():
-                cand |= np.take(short, g)
-                sel = np.flatnonzero(cand)
-            g, f, v, c = g[sel], f[sel], v[sel], c[sel]
-    g_bits = max(1, int(n_groups - 1).bit_length())
-    f_bits = max(1, int(f.max()).bit_length()) if len(f) else 1
-    if packed and g_bits + 32 + f_bits <= 64:
-        # One sort of a packed key: group, then value descending (the bits of a
-        # non-negative float32 order like the float), then feature.
-        vbits = (~v.view(np.uint32)).astype(np.uint64)
-        key = (
-            (g.astype(np.uint64) << np.uint64(32 + f_bits))
-            | (vbits << np.uint64(f_bits))
-            | f.astype(np.uint64)
-        )
-        order = np.argsort(key)
-    else:
-        order = np.lexsort((f, -v, g))
-    g, f, v, c = g[order], f[order], v[order], c[order]
-    head = np.empty(len(g), bool)
-    head[0] = True
-    np.not_equal(g[1:], g[:-1], out=head[1:])
-    starts = np.flatnonzero(head)
-    rank = np.arange(len(g)) - np.repeat(starts, np.diff(starts, append=len(g))) + 1
-    keep = rank <= k
-    return g[keep], rank[keep], f[keep], v[keep], c[keep]
-
-
-def _sub_blocks(reviews: np.ndarray, size: int) -> list[tuple[int, int]]:
-    """Cut [0, len(reviews)) into blocks of at most ~`size` tokens at review boundaries
-    (a review longer than `size` is cut: its ranking then goes through the partials)."""
-    m = len(reviews)
-    if m <= size:
-        return [(0, m)] if m else []
-    starts = np.flatnonzero(np.append(True, reviews[1:] != reviews[:-1]))
-    cuts = [0]
-    while cuts[-1] + size < m:
-        target = cuts[-1] + size
-        c = int(starts[np.searchsorted(starts, target, "right") - 1])
-        cuts.append(c if c > cuts[-1] else target)
-    cuts.append(m)
-    return list(zip(cuts[:-1], cuts[1:]))
-
-
-def _empty_review_top() -> list[np.ndarray]:
-    z = np.zeros(0, np.int64)
-    return [z, z, z, np.zeros(0, np.float32), z]
-
-
-def _rank_review_features(counts, fs, tl, v, reviews, n_tokens_of, partials: list) -> tuple:
-    """Rank the features of the block's whole reviews; keep the other reviews' pairs
-    (cut by a block or chunk boundary, or not contiguous in the file) in `partials`.
-
-    Returns (review_idx, rank, feature, max_value, n_tokens_active), by review, rank.
-    """
-    m = len(reviews)
-    change = np.empty(m, bool)
-    if m:
-        change[0] = True
-        np.not_equal(reviews[1:], reviews[:-1], out=change[1:])
-    run_start = np.flatnonzero(change)
-    run_review = reviews[run_start].astype(np.int64)
-    run_len = np.diff(run_start, append=m)
-    complete = run_len == n_tokens_of[run_review]
-    lr_tok = (np.cumsum(change) - 1).astype(np.int32)
-    pf, plr, pm, pc = _review_pairs(counts, fs, tl, v, lr_tok, len(run_start))
-    part = np.flatnonzero(~complete[plr]) if not complete.all() else []
-    if len(part):
-        partials.append((run_review[plr[part]], pf[part].astype(np.int64), pm[part], pc[part]))
-    # Groups are ranked independently, so the cut runs are ranked along and dropped
-    # afterwards: cheaper than taking them out of every pair array first.
-    g, rank, tf, tv, tc = _top_per_group(plr, pf, pm, pc, len(run_start), REVIEW_TOP)
-    keep = complete[g]
-    if not keep.all():
-        g, rank, tf, tv, tc = g[keep], rank[keep], tf[keep], tv[keep], tc[keep]
-    return run_review[g], rank, tf, tv, tc
-
-
 def _explode_range(worker: int, a: int, b: int) -> dict:
     import h5py
 
@@ -463,7 +227,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
     bucket_edges = np.arange(0, n_latents + BUCKET_WIDTH, BUCKET_WIDTH).clip(max=n_latents)
     n_buckets = len(bucket_edges) - 1
 
-    _raise_open_file_limit(n_buckets + 16)
+    raise_open_file_limit(n_buckets + 16)
     spills: dict[int, int] = {}  # bucket -> file descriptor
     # Each run's feature counts go to a file as they come, laid out by bucket at the end
     # (`_runs_by_bucket`): in a list they would grow with the input (98 KB a run, 70 MB
@@ -501,7 +265,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
             "n_tokens_active": "DELTA_BINARY_PACKED",
         },
     )
-    bounds_out = _NpyWriter(np.load(work / "token_bounds.npy", mmap_mode="r"))
+    bounds_out = NpyWriter(np.load(work / "token_bounds.npy", mmap_mode="r"))
     h5 = st["h5"]
     try:
         with h5py.File(h5, "r") as f:
@@ -518,7 +282,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                     z_idx.read_direct(idx, np.s_[s:e], np.s_[0:m])
                     z_val.read_direct(val, np.s_[s:e], np.s_[0:m])
                 val = val.astype(np.float32, copy=False)
-                if _screen_chunk(idx, val, n_latents):
+                if screen_chunk(idx, val, n_latents):
                     validate_chunk(h5, s, idx, val, n_latents)
                 # The token arrays are mapped per chunk: pages a mapping has touched
                 # count in the worker's RSS until it is dropped (380 MB at 47M tokens).
@@ -527,15 +291,15 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                 # Sorting is cache-bound: sub-blocks of ~32K tokens sort ~2x faster per
                 # slot than 128K-token chunks.  Each sub-block is a run of the spill files;
                 # cuts fall on review boundaries so reviews stay whole for the ranking.
-                for lo_t, hi_t in _sub_blocks(reviews, _SORT_BLOCK_TOKENS):
+                for lo_t, hi_t in sub_blocks(reviews, _SORT_BLOCK_TOKENS):
                     sub_idx, sub_val = idx[lo_t:hi_t], val[lo_t:hi_t]
-                    counts, fs, tl, v, dup = _explode_chunk(sub_idx, sub_val, n_latents)
+                    counts, fs, tl, v, dup = explode_chunk(sub_idx, sub_val, n_latents)
                     if dup:
                         validate_chunk(h5, s + lo_t, sub_idx, sub_val, n_latents)
                     n_active = len(v)
                     zeros += sub_idx.size - n_active
                     rows += n_active
-                    _append(runs_fd, counts.astype(np.int32))
+                    append(runs_fd, counts.astype(np.int32))
                     n_runs += 1
                     feature_rows += counts
                     tp = np.empty(len(tl), np.uint32)
@@ -552,12 +316,13 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                             path = work / f"spill-{worker}-{bucket:05d}.bin"
                             fd = spills[bucket] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
                         lo, hi = begins[bucket], ends[bucket]
-                        _append(fd, tp[lo:hi], v[lo:hi], rvs[lo:hi])
+                        append(fd, tp[lo:hi], v[lo:hi], rvs[lo:hi])
                     del tp, rvs
                     block = reviews[lo_t:hi_t]
-                    top_parts.append(_rank_review_features(counts, fs, tl, v, block, n_tokens_of, partials))
+                    ranked = rank_review_features(counts, fs, tl, v, block, n_tokens_of, partials, REVIEW_TOP)
+                    top_parts.append(ranked)
                     del fs, tl, v
-                top = [np.concatenate(c) for c in zip(*top_parts)] if top_parts else _empty_review_top()
+                top = [np.concatenate(c) for c in zip(*top_parts)] if top_parts else empty_review_top()
                 top_writer.write_table(
                     pa.table(
                         {
@@ -578,7 +343,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                     writer,
                     tok,
                     vocab,
-                    _open_texts(work),
+                    open_texts(work / "texts.arrow"),
                     n_npz,
                     n_tokens_of,
                     text_lens,
@@ -597,7 +362,7 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
         bounds_out.close()
     if n_runs:
         _runs_by_bucket(work, worker, n_runs, n_latents)
-    files = [_finished_file(st["staging"], Path(w.where)) for w in (writer, top_writer)]
+    files = [finished_file(st["staging"], Path(w.where)) for w in (writer, top_writer)]
     if partials:
         part = [np.concatenate(c) for c in zip(*partials)]
     else:
@@ -617,37 +382,13 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
     }
 
 
-def _append(fd: int, *parts: np.ndarray) -> None:
-    """Append the arrays' bytes to `fd` in order: one writev where two buffered writes
-    of a run's slice (each larger than the buffer, so two syscalls) cost ~25% more."""
-    views = [memoryview(p).cast("B") for p in parts]
-    while views:
-        done = os.writev(fd, views)
-        if done == 0:
-            raise OSError(errno.EIO, "spill write made no progress")
-        while views and done >= len(views[0]):
-            done -= len(views[0])
-            views.pop(0)
-        if done:
-            views[0] = views[0][done:]
-
-
-def _raise_open_file_limit(needed: int) -> None:
-    """A worker keeps one spill file open per bucket: wide SAEs need more than 1024."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
-
-
 def _write_tokens(writer, tok, vocab, texts, n_npz, n_tokens_of, text_lens, s, reviews, pos, bounds_out):
     """The chunk's `tokens` rows; also, into `token_bounds.npy` at the chunk's rows, each
     token's character offsets and those of its default context window (-1 when not
     trusted), from which `_top_examples_table` takes the top examples' contexts."""
     uniq, inv = np.unique(reviews, return_inverse=True)
     has_text = uniq < n_npz
-    enc = tok.encode_flat(_texts_at(texts, uniq[has_text]))
+    enc = tok.encode_flat(texts_at(texts, uniq[has_text]))
     lens = np.zeros(len(uniq), np.int64)
     lens[has_text] = enc.lens
     text_lens.append((uniq[has_text], np.asarray(enc.lens, np.int64)))
@@ -655,7 +396,7 @@ def _write_tokens(writer, tok, vocab, texts, n_npz, n_tokens_of, text_lens, s, r
     n_h5 = n_tokens_of[uniq]
     aligned = has_text & (n_h5 <= lens)
     base = np.zeros(len(uniq), np.int64)
-    base[has_text] = _excl_cumsum(enc.lens)
+    base[has_text] = excl_cumsum(enc.lens)
     ids, starts, ends = enc.ids, enc.starts, enc.ends
     valid = aligned[inv] & (pos < lens[inv])
     mask = ~valid
@@ -745,47 +486,6 @@ def _activation_writer(path: Path) -> pq.ParquetWriter:
     )
 
 
-def _top_per_feature(f, tp, rv, v, k: int):
-    """Keep each feature's k strongest rows (value desc, token_pos asc), ranked."""
-    order = np.lexsort((tp, -v, f))
-    f, tp, rv, v = f[order], tp[order], rv[order], v[order]
-    head = np.ones(len(f), bool)
-    head[1:] = f[1:] != f[:-1]
-    starts = np.flatnonzero(head)
-    rank = np.arange(len(f)) - np.repeat(starts, np.diff(np.append(starts, len(f)))) + 1
-    keep = rank <= k
-    return f[keep], tp[keep], rv[keep], v[keep], rank[keep]
-
-
-def _gather_npy(path: Path, index: np.ndarray) -> np.ndarray:
-    """`np.load(path)[index]` for an ascending `index`, reading the file once, in order, a
-    window at a time.
-
-    A memory map would page-fault the rows in and keep every touched page in the
-    process's RSS until unmapped; this holds one window (`_GATHER_WINDOW_BYTES`, reused)
-    and the answer, whatever the file's size.
-    """
-    header = np.load(path, mmap_mode="r")  # shape, dtype and data offset; no page read
-    shape, dtype, start = header.shape, header.dtype, header.offset
-    del header
-    row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
-    window_rows = max(1, _GATHER_WINDOW_BYTES // row_bytes)
-    out = np.empty((len(index),) + tuple(shape[1:]), dtype)
-    edges = np.searchsorted(index, np.arange(0, shape[0] + window_rows, window_rows))
-    block = np.empty((min(window_rows, shape[0]),) + tuple(shape[1:]), dtype)
-    with open(path, "rb", buffering=0) as fh:
-        for w in np.flatnonzero(np.diff(edges)).tolist():
-            lo = w * window_rows
-            rows = min(window_rows, shape[0] - lo)
-            view = memoryview(block[:rows]).cast("B")
-            got = os.preadv(fh.fileno(), [view], start + lo * row_bytes)
-            if got != len(view):
-                raise OSError(errno.EIO, f"{path}: short read ({got} of {len(view)} bytes)")
-            a, b = edges[w], edges[w + 1]
-            np.take(block, index[a:b] - lo, axis=0, out=out[a:b])
-    return out
-
-
 _RUNS_AT_ONCE = 64  # runs (98 KB each at 24,576 latents) `_runs_by_bucket` reads at once
 
 
@@ -816,7 +516,7 @@ def _runs_by_bucket(work: Path, worker: int, n_runs: int, n_latents: int) -> Non
             grid[:m, :n_latents] = chunk.reshape(m, n_latents)
             by_bucket = np.ascontiguousarray(grid[:m].reshape(m, n_buckets, BUCKET_WIDTH).transpose(1, 0, 2))
             for b in range(n_buckets):
-                _pwrite_all(out.fileno(), by_bucket[b], b * block_bytes + lo * BUCKET_WIDTH * 4)
+                pwrite_all(out.fileno(), by_bucket[b], b * block_bytes + lo * BUCKET_WIDTH * 4)
     path.unlink()
 
 
@@ -829,31 +529,6 @@ def _bucket_counts(work: Path, worker: int, n_runs: int, bucket: int, width: int
     if len(counts) != n:
         raise OSError(errno.EIO, f"{path}: short read")
     return counts.reshape(n_runs, BUCKET_WIDTH)[:, :width].astype(np.int64)
-
-
-def _read_ranges(path: Path, at: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Read the uint32 ranges [at, at + lens) of a spill file into one buffer.
-
-    Returns (buffer, where each range starts in it).  Ranges that touch in the file are
-    read as one, so a window covering a whole bucket is a single sequential read.
-    """
-    order = np.argsort(at, kind="stable")
-    s, e = at[order], at[order] + lens[order]
-    new = np.ones(len(s), bool)
-    new[1:] = s[1:] != e[:-1]
-    group = np.cumsum(new) - 1
-    g_start, g_end = s[new], np.maximum.reduceat(e, np.flatnonzero(new))
-    g_at = _excl_cumsum(g_end - g_start)
-    buf = np.empty(int((g_end - g_start).sum()), np.uint32)
-    with open(path, "rb", buffering=0) as fh:
-        for a, b, dest in zip(g_start.tolist(), g_end.tolist(), g_at.tolist()):
-            view = memoryview(buf[dest : dest + b - a]).cast("B")
-            got = os.preadv(fh.fileno(), [view], a * 4)
-            if got != len(view):
-                raise OSError(errno.EIO, f"{path}: short read ({got} of {len(view)} bytes)")
-    where = np.empty(len(s), np.int64)
-    where[order] = g_at[group] + (s - g_start[group])
-    return buf, where
 
 
 def _spill_blocks(paths, seg_src, seg_at, seg_step, seg_len, columns: int):
@@ -880,7 +555,7 @@ def _spill_blocks(paths, seg_src, seg_at, seg_step, seg_len, columns: int):
             if not len(sel):
                 continue
             starts = seg_at[lo:hi][sel] + np.arange(columns)[:, None] * seg_step[lo:hi][sel]
-            buf, where = _read_ranges(path, starts.reshape(-1), np.tile(w_len[sel], columns))
+            buf, where = read_ranges(path, starts.reshape(-1), np.tile(w_len[sel], columns))
             buffers.append(buf)
             offsets[:, sel] = at + where.reshape(columns, len(sel))
             at += len(buf)
@@ -917,12 +592,10 @@ def _merge_bucket(bucket: int) -> dict:
         counts = _bucket_counts(work, w, st["runs"][w], bucket, width)
         if counts.sum() == 0:
             continue
-        n_run = counts.sum(axis=1)
-        tp_start = (_SPILL_COLUMNS * _excl_cumsum(n_run))[:, None] + _excl_cumsum(counts, axis=1)
+        fi, ri, at, step, lens = run_segments(counts, _SPILL_COLUMNS)
         src = len(paths)
         paths.append(path)
-        fi, ri = np.nonzero(counts.T)
-        seg_parts.append((fi, np.full(len(fi), src), ri, tp_start[ri, fi], n_run[ri], counts[ri, fi]))
+        seg_parts.append((fi, np.full(len(fi), src), ri, at, step, lens))
     n_active = np.zeros(width, np.int64)
     sums = np.zeros(width, np.float64)
     maxes = np.zeros(width, np.float32)
@@ -952,7 +625,7 @@ def _merge_bucket(bucket: int) -> dict:
         b_f, b_len = seg_f[lo:hi], seg_len[lo:hi]
         total = int(b_len.sum())
         # The segments are in output order: each column is one gather.
-        at = _gather_index(b_tp, b_len)
+        at = gather_index(b_tp, b_len)
         tp = buf[at].astype(np.int64)
         at += np.repeat(b_v - b_tp, b_len)
         v = buf[at].view(np.float32)
@@ -992,25 +665,14 @@ def _merge_bucket(bucket: int) -> dict:
         )
 
         # Candidates for the top examples: per feature, rows at or above its k-th value.
-        # Found feature by feature, as indices: the candidates are few, and a full-length
-        # mask (and the gather of each row's cut) cost more than the partitions.
-        counts_here = np.diff(np.append(heads, total))
-        keep = []
-        for h, n in zip(heads.tolist(), counts_here.tolist()):
-            if n > TOP_MATERIALIZED:
-                seg = v[h : h + n]
-                kth = np.partition(seg, n - TOP_MATERIALIZED)[n - TOP_MATERIALIZED]
-                keep.append(np.flatnonzero(seg >= kth) + h)
-            else:
-                keep.append(np.arange(h, h + n))
-        cand = np.concatenate(keep)
+        cand = top_candidates(v, heads, np.diff(np.append(heads, total)), TOP_MATERIALIZED)
         top_parts.append((f_local[cand], tp[cand], rv[cand], v[cand]))
         if len(top_parts) > 8:
-            top_parts = [_top_per_feature(*map(np.concatenate, zip(*top_parts)), TOP_MATERIALIZED)[:4]]
+            top_parts = [top_per_feature(*map(np.concatenate, zip(*top_parts)), TOP_MATERIALIZED)[:4]]
     if pending:
         writer.write_table(pa.concat_tables(pending), row_group_size=_ACTIVATION_ROW_GROUP)
     writer.close()
-    result["files"] = [_finished_file(st["staging"], Path(writer.where))]
+    result["files"] = [finished_file(st["staging"], Path(writer.where))]
     for w in range(workers):
         (work / f"spill-{w}-{bucket:05d}.bin").unlink(missing_ok=True)
 
@@ -1020,7 +682,7 @@ def _merge_bucket(bucket: int) -> dict:
     result.update(pairs.finish())
     per, sum_max = pairs.per_star, pairs.sum_max
     nz = np.flatnonzero(per)
-    tf, ttp, trv, tv, trank = _top_per_feature(*map(np.concatenate, zip(*top_parts)), TOP_MATERIALIZED)
+    tf, ttp, trv, tv, trank = top_per_feature(*map(np.concatenate, zip(*top_parts)), TOP_MATERIALIZED)
     _write_top_part(st, bucket, tf + f_lo, trank, ttp, trv, tv)
     result.update(_feature_rows(f_lo, n_active, pairs.n_reviews, maxes, sums))
     result.update(
@@ -1089,11 +751,7 @@ class _BucketPairs:
         if np.any(same_f & (rr[1:] <= rr[:-1])):
             # A review's tokens were not contiguous (or a run crossed a block boundary):
             # merge its runs per (feature, review).
-            order = np.lexsort((rr, rf))
-            rf, rr, rm, rc = rf[order], rr[order], rm[order], rc[order]
-            heads = np.flatnonzero(np.append(True, (rf[1:] != rf[:-1]) | (rr[1:] != rr[:-1])))
-            rf, rr = rf[heads], rr[heads]
-            rm, rc = np.maximum.reduceat(rm, heads), np.add.reduceat(rc, heads)
+            rf, rr, rm, rc = combine_pairs(rf, rr, rm, rc)
         self.n_reviews[self.done : limit] = np.bincount(rf - self.done, minlength=limit - self.done)
         self.ready.append((rf, rr, rm, rc))
         self.done = limit
@@ -1181,9 +839,9 @@ def _top_examples_table(work: Path, n_buckets: int, star_code, star_values) -> t
     by_tp = np.argsort(tp)
     tp_sorted = tp[by_tp]
     pos = np.empty(len(tp), np.int32)
-    pos[by_tp] = _gather_npy(work / "token_position.npy", tp_sorted)
+    pos[by_tp] = gather_npy(work / "token_position.npy", tp_sorted, _GATHER_WINDOW_BYTES)
     bounds = np.empty((len(tp), 4), np.int32)
-    bounds[by_tp] = _gather_npy(work / "token_bounds.npy", tp_sorted)
+    bounds[by_tp] = gather_npy(work / "token_bounds.npy", tp_sorted, _GATHER_WINDOW_BYTES)
     del tp_sorted, by_tp
     lo, cs, ce, hi = bounds.T
     untrusted = cs < 0
@@ -1253,12 +911,8 @@ def _write_review_top_partials(staging: Path, work: Path, workers: int, n_review
     v = np.concatenate([p["value"] for p in parts]).astype(np.float32)
     c = np.concatenate([p["count"] for p in parts]).astype(np.int64)
     if len(r):
-        order = np.lexsort((f, r))
-        r, f, v, c = r[order], f[order], v[order], c[order]
-        heads = np.flatnonzero(np.append(True, (r[1:] != r[:-1]) | (f[1:] != f[:-1])))
-        r, f = r[heads], f[heads]
-        v, c = np.maximum.reduceat(v, heads), np.add.reduceat(c, heads)
-    g, rank, tf, tv, tc = _top_per_group(r, f, v, c, max(n_reviews, 1), REVIEW_TOP)
+        r, f, v, c = combine_pairs(r, f, v, c)
+    g, rank, tf, tv, tc = top_per_group(r, f, v, c, max(n_reviews, 1), REVIEW_TOP)
     pq.write_table(
         pa.table(
             {
@@ -1277,77 +931,6 @@ def _write_review_top_partials(staging: Path, work: Path, workers: int, n_review
 
 
 # --------------------------------------------------------------------------- orchestration
-
-
-def _run_parallel(fn, args: list[tuple], workers: int, bar: Progress, counter, started=None) -> list:
-    """`fn(*a)` for each of `args`, in `workers` forked processes; `started()` is called
-    once they exist and have their tasks (the caller may start threads then, or work
-    beside them), before anything is run with one worker."""
-    if workers <= 1 or len(args) <= 1:
-        if started is not None:
-            started()
-        out = []
-        for a in args:
-            out.append(fn(*a))
-            bar.update(counter.value)
-        return out
-    ctx = multiprocessing.get_context("fork")
-    with signals_for_forked_workers():
-        pool = ctx.Pool(workers, initializer=_worker_start, initargs=(os.getpid(),))
-    with pool:
-        pending = pool.starmap_async(fn, args, chunksize=1)
-        if started is not None:
-            started()
-        while not pending.ready():
-            pending.wait(0.25)
-            bar.update(counter.value)
-        return pending.get()
-
-
-# glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def _worker_start(parent_pid: int) -> None:
-    worker_init(parent_pid)
-    _keep_freed_memory()
-
-
-def _keep_freed_memory() -> None:
-    """Let this (worker) process's malloc keep the memory numpy frees for its next arrays.
-
-    By default glibc maps large blocks afresh and hands the free top of its heap back to
-    the OS, so the workers' temporaries (tens of MB, allocated and freed thousands of
-    times) were page-faulted in again and again: 1.1M minor faults and 6.4 s of system
-    time in a 5M-token build, against 285K and 4.9 s with these settings.  A worker then
-    holds its peak working set until it exits, which is what its RSS peaked at anyway.
-    """
-    try:
-        c = libc()
-        c.mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest dynamic threshold
-        c.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-    except (OSError, AttributeError):  # not glibc: its defaults stay
-        pass
-
-
-class _Counter:
-    """A progress counter that is shared with forked workers when there are any."""
-
-    def __init__(self, shared: bool):
-        self._v = multiprocessing.get_context("fork").Value("q", 0) if shared else None
-        self._local = 0
-
-    @property
-    def value(self) -> int:
-        return self._v.value if self._v is not None else self._local
-
-    @value.setter
-    def value(self, x: int) -> None:
-        if self._v is not None:
-            with self._v.get_lock():
-                self._v.value = x
-        else:
-            self._local = x
 
 
 def build_warehouse(
@@ -1398,7 +981,7 @@ def build_warehouse(
     except LockBusy as exc:
         raise BuildError(str(exc)) from None
     except OSError as exc:
-        raise _output_error(exc, target) from None
+        raise output_error(exc, target) from None
     f = None
     staging = None  # the new snapshot, written in place under its final name
     published = False
@@ -1444,8 +1027,8 @@ def build_warehouse(
         for key in ("review_ids", "user_ids", "business_ids"):
             meta[key] = pa.array(meta[key].tolist(), pa.string())
         review_ids = pa.array(review_ids.tolist(), pa.string())
-        _release_free_memory()  # also the temporaries of group_codes
-        counter = _Counter(shared=workers > 1)
+        release_free_memory()  # also the temporaries of group_codes
+        counter = Counter(shared=workers > 1)
         _STATE.clear()
         _STATE.update(
             h5=h5.absolute(),
@@ -1466,15 +1049,15 @@ def build_warehouse(
         npz_texts = [meta.pop("texts")]
 
         def convert_texts() -> None:
-            _texts_to_arrow(npz_texts.pop(), work / "texts.arrow")
+            texts_to_arrow(npz_texts.pop(), work / "texts.arrow")
             _STATE["texts_ready"].set()
-            _release_free_memory()
+            release_free_memory()
 
         t0 = time.perf_counter()
         bounds = np.linspace(0, n_tokens, workers + 1).astype(np.int64)
         ranges = [(w, int(bounds[w]), int(bounds[w + 1])) for w in range(workers)]
         bar = Progress("explode", n_tokens, progress)
-        results = _run_parallel(_explode_range, ranges, workers, bar, counter, started=convert_texts)
+        results = run_parallel(_explode_range, ranges, workers, bar, counter, started=convert_texts)
         bar.close()
         phases["explode"] = time.perf_counter() - t0
         summary.zero_slots_dropped = sum(r["zeros"] for r in results)
@@ -1491,8 +1074,8 @@ def build_warehouse(
         # stay in this process's RSS while the mapping lives: 190 MB at full size.)
         missing_len = np.flatnonzero(text_lens[:n_npz] < 0)
         if len(missing_len):
-            counts = load_tokenizer(tokenizer).count_tokens(_texts_at(_open_texts(work), missing_len))
-            text_lens[missing_len] = counts
+            texts = texts_at(open_texts(work / "texts.arrow"), missing_len)
+            text_lens[missing_len] = load_tokenizer(tokenizer).count_tokens(texts)
         alignment = _alignment(n_tok, text_lens, n_npz)
         _write_reviews(staging, meta, work, review_ids, n_tok, first, last, text_lens, alignment)
         names, counts = np.unique(alignment, return_counts=True)
@@ -1502,7 +1085,7 @@ def build_warehouse(
         del meta, review_ids, first, last, text_lens, alignment
         for r in results:
             r["text_lens"] = None
-        _release_free_memory()
+        release_free_memory()
         phases["reviews"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -1523,13 +1106,13 @@ def build_warehouse(
         with ThreadPoolExecutor(1) as db_thread:
             database: list = []
             try:
-                merged = _run_parallel(
+                merged = run_parallel(
                     _merge_bucket,
                     [(b,) for b in by_size],
                     workers,
                     bar,
                     counter,
-                    started=lambda: _submit_held(
+                    started=lambda: submit_held(
                         db_thread,
                         database,
                         (start_database, staging, staging),
@@ -1545,7 +1128,7 @@ def build_warehouse(
                 top, top_sizes = _top_examples_table(work, n_buckets, star_code, star_values)
                 # DuckDB copies the top examples (after the reviews: one thread) while
                 # this thread writes the Parquet files the views need.
-                _submit_held(db_thread, database, (load_top_examples, staging, staging, top))
+                submit_held(db_thread, database, (load_top_examples, staging, staging, top))
                 _write_top_examples(staging, top, top_sizes)
                 _write_feature_tables(staging, merged, n_tokens, int((n_tok > 0).sum()))
                 write_review_stats(staging, merged)
@@ -1557,7 +1140,7 @@ def build_warehouse(
                 # DuckDB thread still writing would leave files, or an empty directory
                 # once it drops its WAL), including one whose future an interrupt kept
                 # from this list.
-                _wait_for(db_thread)
+                wait_for(db_thread)
                 raise
         for job in database:
             job.result()
@@ -1594,7 +1177,7 @@ def build_warehouse(
                     shutil.rmtree(target, ignore_errors=True)
         if f is not None:
             f.close()
-        _explain_failure(exc, h5, n_latents, chunk_tokens, target)
+        explain_failure(exc, h5, n_latents, chunk_tokens, target)
         raise
     finally:
         _STATE.clear()
@@ -1602,35 +1185,6 @@ def build_warehouse(
     summary.seconds = time.perf_counter() - started
     summary.rows_per_second = summary.n_activations / max(summary.seconds, 1e-9)
     return summary
-
-
-def _submit_held(pool: ThreadPoolExecutor, jobs: list, *calls: tuple) -> None:
-    """Submit `calls` to `pool` and append their futures to `jobs`, with interrupts held
-    until all are in the list: one landing inside the `Thread.start()` of the first
-    submit would leave a thread running that neither the list nor the pool knew of."""
-    with signals_held():
-        for fn, *args in calls:
-            jobs.append(pool.submit(fn, *args))
-
-
-def _wait_for(pool: ThreadPoolExecutor) -> None:
-    """Shut `pool` down once all its jobs are done; the caller is handling an interrupt
-    (or an error) and re-raises it, so another one meanwhile is held, not raised."""
-    with signals_held():
-        pool.shutdown(wait=True)
-
-
-def _release_free_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the OS (glibc and Arrow's
-    allocator keep them: forked workers would count them in their RSS)."""
-    import gc
-
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    try:
-        libc().malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: the memory is still reusable by this process
 
 
 def _warnings(summary: BuildSummary) -> dict[str, int]:
@@ -1664,51 +1218,6 @@ def _unfinished_first_build(target: Path) -> bool:
     )
 
 
-def _output_error(exc: OSError, target: Path) -> OutputError:
-    what = exc.strerror or str(exc)
-    where = f" ({exc.filename})" if exc.filename else ""
-    return OutputError(
-        f"cannot write the warehouse {target}: {what}{where}; the previous one, if any, is intact"
-    )
-
-
-def _explain_failure(exc: BaseException, h5: Path, n_latents: int, chunk: int, target: Path) -> None:
-    """After a failed build: raise the error the user should see, if it is not `exc`.
-
-    A value error found by a parallel worker, or a read error h5py reports without a
-    position, is traced to the first bad position in the file by one sequential pass
-    (`scan_h5`, only on this error path).  Errors writing the output become
-    `OutputError`.  Anything else (interrupts included) propagates unchanged.
-    """
-    if not isinstance(exc, Exception):
-        return
-    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
-        raise _output_error(exc, target) from None
-    if _is_duckdb_io_error(exc) and any(m in str(exc).lower() for m in _WRITE_MESSAGES):
-        raise OutputError(f"cannot write the warehouse {target}: {exc}".split("\n")[0]) from None
-    if isinstance(exc, InputError):
-        stop = exc.position
-        if stop is None and "is not valid UTF-8" not in str(exc):
-            return
-    elif isinstance(exc, (OSError, RuntimeError, ValueError, TypeError, KeyError, IndexError)):
-        stop = None
-    else:
-        return
-    try:
-        scan_h5(h5, n_latents, chunk, stop=stop)
-    except InputError as found:
-        raise found from None
-    except Exception:  # noqa: BLE001 - the original error is the one to report
-        return
-
-
-def _is_duckdb_io_error(exc: BaseException) -> bool:
-    import sys
-
-    duckdb = sys.modules.get("duckdb")
-    return duckdb is not None and isinstance(exc, duckdb.IOException)
-
-
 def _alignment(n_tok: np.ndarray, text_lens: np.ndarray, n_npz: int) -> np.ndarray:
     out = np.empty(len(n_tok), dtype=object)
     has_text = np.arange(len(n_tok)) < n_npz
@@ -1718,53 +1227,6 @@ def _alignment(n_tok: np.ndarray, text_lens: np.ndarray, n_npz: int) -> np.ndarr
     out[~has_text] = "no_text"
     out[n_tok == 0] = "no_tokens"
     return out
-
-
-def _texts_to_arrow(texts: NpzStrings, path: Path) -> None:
-    """Write the NPZ texts to an Arrow IPC file (`_open_texts` maps it)."""
-    import pyarrow.ipc as ipc
-
-    schema = pa.schema([("text", pa.large_string())])
-    step, part = 1 << 16, 1 << 12  # streamed from the NPZ: never all in memory
-    # 4K texts at a time as Python str (not 64K: their heap pages were 130 MB of the
-    # peak), concatenated into the same 64K-text batches as ever.
-    with ipc.new_file(path, schema) as writer:
-        parts: list[pa.Array] = []
-        rows = 0
-        for batch in texts.batches(part):
-            parts.append(pa.array(batch, pa.large_string()))
-            rows += len(batch)
-            if rows % step == 0 or rows == len(texts):
-                writer.write_batch(pa.record_batch([pa.concat_arrays(parts)], schema=schema))
-                parts = []
-    del texts
-
-
-def _texts_at(texts: pa.ChunkedArray, rows: np.ndarray) -> list[str]:
-    """`texts.take(rows).to_pylist()` chunk by chunk.  ChunkedArray.take concatenates
-    the chunks first: at full size every call copied all 190 MB of texts (and made
-    every page of the mapping resident)."""
-    order = np.argsort(rows, kind="stable")
-    sorted_rows = np.asarray(rows, np.int64)[order]
-    ends = np.cumsum([len(c) for c in texts.chunks], dtype=np.int64)
-    cuts = np.searchsorted(sorted_rows, ends)
-    picked: list[str] = []
-    start = lo = 0
-    for chunk, end, hi in zip(texts.chunks, ends.tolist(), cuts.tolist()):
-        if hi > lo:
-            picked += chunk.take(pa.array(sorted_rows[lo:hi] - start)).to_pylist()
-        start, lo = end, hi
-    out: list[str] = [""] * len(picked)
-    for i, text in zip(order.tolist(), picked):
-        out[i] = text
-    return out
-
-
-def _open_texts(work: Path) -> pa.ChunkedArray:
-    """The texts `_texts_to_arrow` wrote, memory-mapped afresh (no copy)."""
-    import pyarrow.ipc as ipc
-
-    return ipc.open_file(pa.memory_map(str(work / "texts.arrow"))).read_all().column("text")
 
 
 def _write_reviews(staging, meta, work, review_ids, n_tok, first, last, text_lens, alignment):
@@ -1800,7 +1262,7 @@ def _write_reviews(staging, meta, work, review_ids, n_tok, first, last, text_len
     step = 16384
     with pq.ParquetWriter(staging / "reviews.parquet", table.schema, compression="zstd") as writer:
         for at in range(0, n_all, step):
-            texts = _open_texts(work)
+            texts = open_texts(work / "texts.arrow")
             part = texts.slice(at, max(0, min(step, n_npz - at)))
             text = pa.chunked_array(
                 part.cast(pa.string()).chunks + [pa.nulls(min(step, n_all - at) - len(part), pa.string())],
@@ -1859,9 +1321,9 @@ def _write_manifest(
     tables = {}
     for name in ("activations", "tokens", "review_top_features"):
         files = sorted((staging / name).rglob("*.parquet"))
-        tables[name] = [finished.get(str(p.relative_to(staging))) or _file_entry(staging, p) for p in files]
+        tables[name] = [finished.get(str(p.relative_to(staging))) or file_entry(staging, p) for p in files]
     for name in ("reviews", "features", "top_examples", "feature_stars", "feature_review_stats"):
-        tables[name] = [_file_entry(staging, staging / f"{name}.parquet")]
+        tables[name] = [file_entry(staging, staging / f"{name}.parquet")]
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "snapshot": staging.name,
@@ -1893,20 +1355,3 @@ def _own_version() -> str:
         return "source"
 
 
-def _finished_file(root: Path, path: Path) -> dict:
-    """A worker's file is done: its manifest entry (the checksum reads it while it is in
-    the page cache, in parallel with the other worker) and the start of its writeback."""
-    entry = _file_entry(root, path)
-    start_writeback(path)
-    return entry
-
-
-def _file_entry(root: Path, path: Path) -> dict:
-    from warehouse.db import file_sha256
-
-    return {
-        "path": str(path.relative_to(root)),
-        "bytes": path.stat().st_size,
-        "rows": pq.ParquetFile(path).metadata.num_rows,
-        "sha256": file_sha256(path),
-    }
