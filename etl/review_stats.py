@@ -3,7 +3,7 @@
 Everything is computed inside the merge of each bucket (etl/build.py `_merge_bucket`),
 vectorized (no per-review Python loop), on the arrays the merge already holds: one row
 per (feature, review) pair with the review's max activation and its number of active
-tokens; `write_review_stats` only assembles the table at the end of the build.
+tokens; `review_stats_table` only assembles the table at the end of the build.
 
 1. `bucket_review_stats`: per feature, how the per-review max activation x separates
    star ratings over the reviews that have tokens and a star rating (x = 0 for a review
@@ -444,8 +444,9 @@ def pair_stats(
     return out
 
 
-def write_review_stats(staging: Path, merged: list[dict]) -> None:
-    """Write `feature_review_stats.parquet`: one row per feature (dead ones included)."""
+def review_stats_table(staging: Path, merged: list[dict]):
+    """The table `feature_review_stats`, one row per feature (dead ones included), from
+    the buckets' merge results and the snapshot's `reviews.parquet`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -488,7 +489,7 @@ def write_review_stats(staging: Path, merged: list[dict]) -> None:
         bad = np.isnan(x) if mask is None else (np.isnan(x) | mask)
         return pa.array(np.where(bad, 0.0, x), pa.float64(), mask=bad)
 
-    table = pa.table(
+    return pa.table(
         {
             "feature": features.astype(np.int32),
             "n_rated": np.full(n_features, n_rated, np.int64),
@@ -510,7 +511,6 @@ def write_review_stats(staging: Path, merged: list[dict]) -> None:
             "user_gini": nullable(out["user_gini"]),
         }
     )
-    pq.write_table(table, staging / "feature_review_stats.parquet", compression="zstd")
 
 
 def _recode(codes: np.ndarray, keep: np.ndarray) -> np.ndarray:

@@ -64,10 +64,23 @@ from etl.build.kernels import (
     top_per_group,
 )
 from etl.build.parallel import Counter, release_free_memory, run_parallel, submit_held, wait_for
+from etl.build.schemas import (  # noqa: F401 (re-exported)
+    ALIGNMENTS,
+    BUCKET_WIDTH,
+    DEFAULT_AFTER,
+    DEFAULT_BEFORE,
+    REVIEW_TOP,
+    SCHEMA_VERSION,
+    TOP_MATERIALIZED,
+    parquet_writer,
+    row_group,
+    schema,
+    write_parquet,
+)
 from etl.inputs import InputError, decode_ids, load_npz, open_h5, scan_h5, validate_chunk
 from etl.progress import Progress
 from etl.publish import current_name, new_snapshot, prune, publish
-from etl.review_stats import bucket_review_stats, group_codes, pair_stats, write_review_stats
+from etl.review_stats import bucket_review_stats, group_codes, pair_stats, review_stats_table
 from etl.staging import (
     LockBusy,
     acquire_build_lock,
@@ -79,16 +92,8 @@ from etl.staging import (
 from etl.tokenizer import load_tokenizer
 from warehouse.snapshots import CURRENT, SNAPSHOTS, is_legacy
 
-BUCKET_WIDTH = 64  # features per partition; the SQL macros use the same constant
-TOP_MATERIALIZED = 100  # top examples precomputed per feature; sql/macros.sql agrees
 DEFAULT_LATENTS = 24_576
 DEFAULT_CHUNK_TOKENS = 131_072
-SCHEMA_VERSION = 5  # 2: review_top_features, top_examples contexts, native copies
-# 3: top_examples' contexts only in warehouse.duckdb (the Parquet file holds offsets)
-# 4: contexts cut by the top_examples view; reviews_native holds the texts
-# 5: immutable snapshots under WH/snapshots/, published through WH/current
-REVIEW_TOP = 100  # strongest features materialized per review; sql/macros.sql agrees
-DEFAULT_BEFORE, DEFAULT_AFTER = 20, 10  # top_k_contexts' default window, materialized
 # A merge worker's memory is set by these caps, not by the bucket: small enough that a
 # 5M-token build's buckets reach them too, so its peak is the full size's (a merge
 # worker sampled 0.75 GB at 47M tokens against 0.3 at 5M with 4x larger caps).
@@ -97,11 +102,7 @@ _MERGE_WINDOW_ROWS = 1 << 21  # spill rows read at once by a merge worker (24 MB
 _PAIR_GROUP = 1 << 19  # (feature, review) pairs per batch of the review statistics
 _SPILL_COLUMNS = 3  # token_pos, value, review_idx: 4 bytes each, per run and bucket
 _GATHER_WINDOW_BYTES = 1 << 24  # of a token array, read at once for the top examples
-_ACTIVATION_ROW_GROUP = 1 << 17
-_REVIEW_TOP_ROW_GROUP = 1 << 17
 _SORT_BLOCK_TOKENS = 1 << 15
-
-ALIGNMENTS = ("exact", "truncated", "mismatch", "no_tokens", "no_text")
 
 
 @dataclass
@@ -194,27 +195,6 @@ def _map_reviews(f, npz_ids: np.ndarray, work: Path, chunk: int, progress: bool)
 
 # --------------------------------------------------------------------------- phase 2
 
-_TOKENS_SCHEMA = pa.schema(
-    [
-        pa.field("token_pos", pa.int64(), nullable=False),
-        pa.field("review_idx", pa.int32(), nullable=False),
-        pa.field("position", pa.int32(), nullable=False),
-        ("token_id", pa.int32()),
-        ("token", pa.string()),
-        ("char_start", pa.int32()),
-        ("char_end", pa.int32()),
-    ]
-)
-_REVIEW_TOP_SCHEMA = pa.schema(
-    [
-        pa.field("review_idx", pa.int32(), nullable=False),
-        pa.field("rank", pa.int32(), nullable=False),
-        pa.field("feature", pa.int32(), nullable=False),
-        pa.field("max_value", pa.float32(), nullable=False),
-        pa.field("n_tokens_active", pa.int64(), nullable=False),
-    ]
-)
-
 
 def _explode_range(worker: int, a: int, b: int) -> dict:
     import h5py
@@ -239,31 +219,9 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
     text_lens: list[tuple[np.ndarray, np.ndarray]] = []
     partials: list[tuple] = []
     zeros = rows = 0
-    writer = pq.ParquetWriter(
-        st["staging"] / "tokens" / f"part-{worker:04d}.parquet",
-        _TOKENS_SCHEMA,
-        compression="zstd",
-        use_dictionary=["token"],
-        column_encoding={
-            "token_pos": "DELTA_BINARY_PACKED",
-            "review_idx": "DELTA_BINARY_PACKED",
-            "position": "DELTA_BINARY_PACKED",
-            "char_start": "DELTA_BINARY_PACKED",
-            "char_end": "DELTA_BINARY_PACKED",
-        },
-    )
-    top_writer = pq.ParquetWriter(
-        st["staging"] / "review_top_features" / f"part-{worker:04d}.parquet",
-        _REVIEW_TOP_SCHEMA,
-        compression="zstd",
-        use_dictionary=False,
-        column_encoding={
-            "review_idx": "DELTA_BINARY_PACKED",
-            "rank": "DELTA_BINARY_PACKED",
-            "feature": "DELTA_BINARY_PACKED",
-            "max_value": "BYTE_STREAM_SPLIT",
-            "n_tokens_active": "DELTA_BINARY_PACKED",
-        },
+    writer = parquet_writer("tokens", st["staging"] / "tokens" / f"part-{worker:04d}.parquet")
+    top_writer = parquet_writer(
+        "review_top_features", st["staging"] / "review_top_features" / f"part-{worker:04d}.parquet"
     )
     bounds_out = NpyWriter(np.load(work / "token_bounds.npy", mmap_mode="r"))
     h5 = st["h5"]
@@ -332,9 +290,9 @@ def _explode_range(worker: int, a: int, b: int) -> dict:
                             "max_value": top[3],
                             "n_tokens_active": top[4],
                         },
-                        schema=_REVIEW_TOP_SCHEMA,
+                        schema=schema("review_top_features"),
                     ),
-                    row_group_size=_REVIEW_TOP_ROW_GROUP,
+                    row_group_size=row_group("review_top_features"),
                 )
                 # Mapped per chunk, like the token arrays: the text pages this chunk read
                 # leave the worker's RSS with the mapping.
@@ -427,63 +385,16 @@ def _write_tokens(writer, tok, vocab, texts, n_npz, n_tokens_of, text_lens, s, r
                 "char_start": pa.array(cs, mask=mask),
                 "char_end": pa.array(ce, mask=mask),
             },
-            schema=_TOKENS_SCHEMA,
+            schema=schema("tokens"),
         )
     )
 
 
 # --------------------------------------------------------------------------- phase 3
 
-# Columns that never hold a null are REQUIRED in the Parquet files: no definition
-# levels to encode (13-14 against 17-18 ns a row for an activations bucket).
-_ACT_SCHEMA = pa.schema(
-    [
-        pa.field("token_pos", pa.int64(), nullable=False),
-        pa.field("review_idx", pa.int32(), nullable=False),
-        pa.field("feature", pa.int32(), nullable=False),
-        pa.field("value", pa.float32(), nullable=False),
-    ]
-)
-_TOP_SCHEMA = pa.schema(
-    [
-        ("feature", pa.int32()),
-        ("rank", pa.int32()),
-        ("token_pos", pa.int64()),
-        ("review_idx", pa.int32()),
-        ("value", pa.float32()),
-        ("position", pa.int32()),
-        ("stars", pa.int32()),
-        # Character offsets into the review's text of the token and of its default
-        # context window: sql/native.sql cuts left_context, token and right_context.
-        ("char_start", pa.int32()),
-        ("char_end", pa.int32()),
-        ("context_start", pa.int32()),
-        ("context_end", pa.int32()),
-    ]
-)
-
-
 def _activation_writer(path: Path) -> pq.ParquetWriter:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Compression only where it pays: delta-packed positions and review indices shrink by
-    # 5% and 20% more under zstd, which cost half of the encoding time; a bucket's
-    # `feature` is a few runs of one value (plain + lz4: as small as a dictionary, no
-    # hashing); lz4 on the values is 24% faster than zstd for 4% more bytes.  One
-    # 620K-row bucket: 18.7 ns and 5.29 bytes a row, against 24.7 / 5.08 with zstd there
-    # and 55.3 / 4.94 with zstd and a dictionary everywhere (README "Layout choices").
-    return pq.ParquetWriter(
-        path,
-        _ACT_SCHEMA,
-        compression={"token_pos": "none", "review_idx": "none", "feature": "lz4", "value": "lz4"},
-        use_dictionary=False,
-        write_statistics=["token_pos", "feature"],
-        column_encoding={
-            "token_pos": "DELTA_BINARY_PACKED",
-            "review_idx": "DELTA_BINARY_PACKED",
-            "feature": "PLAIN",
-            "value": "BYTE_STREAM_SPLIT",
-        },
-    )
+    return parquet_writer("activations", path)
 
 
 _RUNS_AT_ONCE = 64  # runs (98 KB each at 24,576 latents) `_runs_by_bucket` reads at once
@@ -636,12 +547,12 @@ def _merge_bucket(bucket: int) -> dict:
         pending.append(
             pa.table(
                 {"token_pos": tp, "review_idx": rv, "feature": f_local + f_lo, "value": v},
-                schema=_ACT_SCHEMA,
+                schema=schema("activations"),
             )
         )
         pending_rows += total
-        if pending_rows >= _ACTIVATION_ROW_GROUP:
-            writer.write_table(pa.concat_tables(pending), row_group_size=_ACTIVATION_ROW_GROUP)
+        if pending_rows >= row_group("activations"):
+            writer.write_table(pa.concat_tables(pending), row_group_size=row_group("activations"))
             pending, pending_rows = [], 0
 
         heads = np.flatnonzero(np.append(True, f_local[1:] != f_local[:-1]))
@@ -670,7 +581,7 @@ def _merge_bucket(bucket: int) -> dict:
         if len(top_parts) > 8:
             top_parts = [top_per_feature(*map(np.concatenate, zip(*top_parts)), TOP_MATERIALIZED)[:4]]
     if pending:
-        writer.write_table(pa.concat_tables(pending), row_group_size=_ACTIVATION_ROW_GROUP)
+        writer.write_table(pa.concat_tables(pending), row_group_size=row_group("activations"))
     writer.close()
     result["files"] = [finished_file(st["staging"], Path(writer.where))]
     for w in range(workers):
@@ -865,34 +776,14 @@ def _top_examples_table(work: Path, n_buckets: int, star_code, star_values) -> t
             "context_start": offsets(lo),
             "context_end": offsets(hi),
         },
-        schema=_TOP_SCHEMA,
+        schema=schema("top_examples"),
     )
     return table, sizes
 
 
 def _write_top_examples(staging: Path, table: pa.Table, sizes: list[int]) -> None:
-    """`top_examples.parquet`: one row group per bucket (64 features), so a feature's
-    lookup decodes 6,400 rows.  lz4, not zstd: 0.23 against 0.34 s at 5M tokens (in the
-    build's serial end), for 37 against 36 MB."""
-    writer = pq.ParquetWriter(
-        staging / "top_examples.parquet",
-        _TOP_SCHEMA,
-        compression="lz4",
-        use_dictionary=["stars"],
-        write_statistics=["feature", "rank"],
-        column_encoding={
-            "feature": "DELTA_BINARY_PACKED",
-            "rank": "DELTA_BINARY_PACKED",
-            "token_pos": "DELTA_BINARY_PACKED",
-            "review_idx": "DELTA_BINARY_PACKED",
-            "value": "BYTE_STREAM_SPLIT",
-            "position": "DELTA_BINARY_PACKED",
-            "char_start": "DELTA_BINARY_PACKED",
-            "char_end": "DELTA_BINARY_PACKED",
-            "context_start": "DELTA_BINARY_PACKED",
-            "context_end": "DELTA_BINARY_PACKED",
-        },
-    )
+    """`top_examples.parquet`: one row group per bucket (`sizes`: its rows)."""
+    writer = parquet_writer("top_examples", staging / "top_examples.parquet")
     try:
         at = 0
         for size in sizes:
@@ -913,21 +804,18 @@ def _write_review_top_partials(staging: Path, work: Path, workers: int, n_review
     if len(r):
         r, f, v, c = combine_pairs(r, f, v, c)
     g, rank, tf, tv, tc = top_per_group(r, f, v, c, max(n_reviews, 1), REVIEW_TOP)
-    pq.write_table(
-        pa.table(
-            {
-                "review_idx": g.astype(np.int32),
-                "rank": rank.astype(np.int32),
-                "feature": tf.astype(np.int32),
-                "max_value": tv.astype(np.float32),
-                "n_tokens_active": tc.astype(np.int64),
-            },
-            schema=_REVIEW_TOP_SCHEMA,
-        ),
-        staging / "review_top_features" / "part-split.parquet",
-        compression="zstd",
-        row_group_size=_REVIEW_TOP_ROW_GROUP,
+    table = pa.table(
+        {
+            "review_idx": g.astype(np.int32),
+            "rank": rank.astype(np.int32),
+            "feature": tf.astype(np.int32),
+            "max_value": tv.astype(np.float32),
+            "n_tokens_active": tc.astype(np.int64),
+        },
+        schema=schema("review_top_features/part-split"),
     )
+    split = staging / "review_top_features" / "part-split.parquet"
+    write_parquet("review_top_features/part-split", table, split)
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -1131,7 +1019,6 @@ def build_warehouse(
                 submit_held(db_thread, database, (load_top_examples, staging, staging, top))
                 _write_top_examples(staging, top, top_sizes)
                 _write_feature_tables(staging, merged, n_tokens, int((n_tok > 0).sum()))
-                write_review_stats(staging, merged)
                 if not any((staging / "activations").glob("*/*.parquet")):
                     # Not one active slot: an empty file keeps the activations view's glob valid.
                     _activation_writer(staging / "activations" / "bucket=0" / "part-0.parquet").close()
@@ -1256,11 +1143,12 @@ def _write_reviews(staging, meta, work, review_ids, n_tok, first, last, text_len
             "alignment": pa.array(alignment.tolist(), pa.string()),
             "in_npz": np.arange(n_all) < n_npz,
             "contiguous": has & (last - first + 1 == n_tok),
-        }
+        },
+        schema=schema("reviews"),
     )
     text_at = table.schema.get_field_index("text")
-    step = 16384
-    with pq.ParquetWriter(staging / "reviews.parquet", table.schema, compression="zstd") as writer:
+    step = row_group("reviews")
+    with parquet_writer("reviews", staging / "reviews.parquet") as writer:
         for at in range(0, n_all, step):
             texts = open_texts(work / "texts.arrow")
             part = texts.slice(at, max(0, min(step, n_npz - at)))
@@ -1291,18 +1179,23 @@ def _write_feature_tables(staging: Path, merged: list[dict], n_tokens: int, n_re
             "max_value": pa.array(col("max_value"), pa.float32(), mask=dead),
             "mean_value": pa.array(sums / np.maximum(n_active, 1), pa.float64(), mask=dead),
             "sum_value": sums,
-        }
+        },
+        schema=schema("features"),
     )
-    pq.write_table(features, staging / "features.parquet", compression="zstd")
+    write_parquet("features", features, staging / "features.parquet")
     stars = pa.table(
         {
             "feature": col("stars_feature").astype(np.int32),
             "stars": col("stars_value").astype(np.int32),
             "n_active_reviews": col("stars_n_active").astype(np.int64),
             "sum_max_value": col("stars_sum_max").astype(np.float64),
-        }
+        },
+        schema=schema("feature_stars"),
     )
-    pq.write_table(stars, staging / "feature_stars.parquet", compression="zstd")
+    write_parquet("feature_stars", stars, staging / "feature_stars.parquet")
+    # (reads reviews.parquet, written before the merge)
+    review_stats = review_stats_table(staging, merged)
+    write_parquet("feature_review_stats", review_stats, staging / "feature_review_stats.parquet")
 
 
 def _write_manifest(
