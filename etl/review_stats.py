@@ -1,6 +1,6 @@
 """Build-time review-level statistics per feature: the table `feature_review_stats`.
 
-Everything is computed inside the merge of each bucket (etl/build.py `_merge_bucket`),
+Everything is computed inside the merge of each bucket (`etl.build.merge.merge_bucket`),
 vectorized (no per-review Python loop), on the arrays the merge already holds: one row
 per (feature, review) pair with the review's max activation and its number of active
 tokens; `review_stats_table` only assembles the table at the end of the build.
@@ -444,14 +444,15 @@ def pair_stats(
     return out
 
 
-def review_stats_table(staging: Path, merged: list[dict]):
+def review_stats_table(staging: Path, merged: list):
     """The table `feature_review_stats`, one row per feature (dead ones included), from
-    the buckets' merge results and the snapshot's `reviews.parquet`."""
+    the buckets' merge results (`etl.build.merge.MergeResult`) and the snapshot's
+    `reviews.parquet`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     staging = Path(staging)
-    merged = sorted(merged, key=lambda m: m["bucket"])
+    merged = sorted(merged, key=lambda m: m.bucket)
     reviews = pq.read_table(staging / "reviews.parquet", columns=["stars", "n_tokens"])
     stars = reviews.column("stars").to_numpy(zero_copy_only=False)
     n_tokens = reviews.column("n_tokens").to_numpy()
@@ -462,27 +463,27 @@ def review_stats_table(staging: Path, merged: list[dict]):
     n_low = int((rated & (star_f <= LOW_STARS_MAX)).sum())
     n_high = int((rated & (star_f >= HIGH_STARS_MIN)).sum())
 
-    features = np.concatenate([m["feature"] for m in merged]).astype(np.int64)
+    features = np.concatenate([m.feature for m in merged]).astype(np.int64)
     n_features = len(features)
     cols: dict[str, np.ndarray] = {}
     for name in _RATED_FIELDS:
         full = np.zeros(n_features, np.int64) if name.startswith("n_") else np.full(n_features, np.nan)
         for m in merged:
-            if "rs_feature" in m:  # buckets without any activation have no pairs
-                full[m["rs_feature"]] = m["rs_" + name]
+            if "rs_feature" in m.review_stats:  # buckets without any activation have no pairs
+                full[m.review_stats["rs_feature"]] = m.review_stats["rs_" + name]
         cols[name] = full
     out = {
         name: (np.zeros(n_features, np.int64) if name.startswith("n_") else np.full(n_features, np.nan))
         for name in _PAIR_FIELDS
     }
     for m in merged:
-        if "rs_feature" in m:  # buckets without any activation have no pairs
-            f_lo = int(m["feature"][0])
+        if "rs_feature" in m.review_stats:  # buckets without any activation have no pairs
+            f_lo = int(m.feature[0])
             for name in _PAIR_FIELDS:
-                out[name][f_lo : f_lo + len(m["feature"])] = m["rp_" + name]
+                out[name][f_lo : f_lo + len(m.feature)] = m.review_stats["rp_" + name]
     most = np.nan_to_num(out["max_tokens_per_review"], nan=0.0).astype(np.int64)
 
-    n_rev = np.concatenate([m["n_reviews"] for m in merged]).astype(np.int64)
+    n_rev = np.concatenate([m.n_reviews for m in merged]).astype(np.int64)
     dead = n_rev == 0
 
     def nullable(x: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:

@@ -18,9 +18,9 @@ from inputs import RARE_TWICE, SALSA, TIE_A, write_inputs
 from test_contract import N_LATENTS, assert_rows, pick_features
 
 # Small chunks: most reviews straddle a chunk, so their per-review ranking goes through
-# the cross-chunk merge (etl.build._write_review_top_partials); one worker, big chunks:
-# every review is ranked inside its chunk.
-# "subblocks": chunks of 97 tokens sorted in blocks of ~16 (etl.build._SORT_BLOCK_TOKENS).
+# the cross-chunk merge (etl.build.finish.write_review_top_partials); one worker, big
+# chunks: every review is ranked inside its chunk.
+# "subblocks": chunks of 97 tokens sorted in blocks of ~16 (Tuning.sort_block_tokens).
 BUILDS = {
     "awkward-split": ("awkward", {"workers": 2, "chunk_tokens": 13}, None),
     "awkward-subblocks": ("awkward", {"workers": 2, "chunk_tokens": 97}, 16),
@@ -30,8 +30,7 @@ BUILDS = {
 
 @pytest.fixture(scope="module", params=list(BUILDS))
 def wh(request, tmp_path_factory):
-    import etl.build
-    from etl.build import build_warehouse
+    from etl.build import Tuning, build_warehouse
     from warehouse.db import connect
 
     variant, options, sort_block = BUILDS[request.param]
@@ -39,12 +38,8 @@ def wh(request, tmp_path_factory):
     # k = 24 slots a token: reviews reach more than 100 distinct features.
     h5, npz = write_inputs(root / "inputs", variant=variant, n_latents=N_LATENTS, k=24, seed=23)
     bf = BruteForce(h5, npz)
-    saved = etl.build._SORT_BLOCK_TOKENS
-    etl.build._SORT_BLOCK_TOKENS = sort_block or saved
-    try:
-        build_warehouse(h5, npz, root / "wh", tokenizer="gpt2", n_latents=N_LATENTS, **options)
-    finally:
-        etl.build._SORT_BLOCK_TOKENS = saved
+    tuning = Tuning(sort_block_tokens=sort_block) if sort_block else None
+    build_warehouse(h5, npz, root / "wh", tokenizer="gpt2", n_latents=N_LATENTS, tuning=tuning, **options)
     con = connect(root / "wh")
     yield bf, con
     con.close()
