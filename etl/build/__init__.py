@@ -383,7 +383,7 @@ def _finish_tables(ctx: BuildContext, merged: list, db_thread: ThreadPoolExecuto
     submit_held(db_thread, database, (load_top_examples, out.root, out.root, top))
     finish.write_top_examples(out, top, top_sizes)
     finish.write_feature_tables(out, merged, ctx.n_tokens, int((ctx.n_tokens_of > 0).sum()))
-    if not out.parts("activations"):
+    if not out.has_parts("activations"):
         # Not one active slot: an empty file keeps the activations view's glob valid.
         merge.activation_writer(out.activations_part(0)).close()
 

@@ -120,6 +120,10 @@ class SnapshotDir:
         """A partitioned table's files, sorted."""
         return sorted((self.root / name).rglob("*.parquet"))
 
+    def has_parts(self, name: str) -> bool:
+        """Whether a partitioned table has a file (found without listing them all)."""
+        return next((self.root / name).rglob("*.parquet"), None) is not None
+
 
 @dataclass(frozen=True)
 class Settings:
