@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SOURCES := pyproject.toml $(wildcard etl/*.py warehouse/*.py sql/*.sql sql/*/*.sql)
+SOURCES := pyproject.toml $(wildcard etl/*.py etl/build/*.py warehouse/*.py sql/*.sql sql/*/*.sql)
 DEMO ?= .demo
 DEMO_REVIEWS ?= 2000
 
@@ -10,6 +10,9 @@ DEMO_REVIEWS ?= 2000
 
 $(BIN)/saewh: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# setuptools stages the wheel in ./build and packs whatever is left there: a module
+	# since removed or moved (etl/build.py became etl/build/) would be installed again.
+	rm -rf build
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check '.[test]'
 	touch $@
 

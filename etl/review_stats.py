@@ -1,9 +1,9 @@
 """Build-time review-level statistics per feature: the table `feature_review_stats`.
 
-Everything is computed inside the merge of each bucket (etl/build.py `_merge_bucket`),
+Everything is computed inside the merge of each bucket (`etl.build.merge.merge_bucket`),
 vectorized (no per-review Python loop), on the arrays the merge already holds: one row
 per (feature, review) pair with the review's max activation and its number of active
-tokens; `write_review_stats` only assembles the table at the end of the build.
+tokens; `review_stats_table` only assembles the table at the end of the build.
 
 1. `bucket_review_stats`: per feature, how the per-review max activation x separates
    star ratings over the reviews that have tokens and a star rating (x = 0 for a review
@@ -444,13 +444,15 @@ def pair_stats(
     return out
 
 
-def write_review_stats(staging: Path, merged: list[dict]) -> None:
-    """Write `feature_review_stats.parquet`: one row per feature (dead ones included)."""
+def review_stats_table(staging: Path, merged: list):
+    """The table `feature_review_stats`, one row per feature (dead ones included), from
+    the buckets' merge results (`etl.build.merge.MergeResult`) and the snapshot's
+    `reviews.parquet`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     staging = Path(staging)
-    merged = sorted(merged, key=lambda m: m["bucket"])
+    merged = sorted(merged, key=lambda m: m.bucket)
     reviews = pq.read_table(staging / "reviews.parquet", columns=["stars", "n_tokens"])
     stars = reviews.column("stars").to_numpy(zero_copy_only=False)
     n_tokens = reviews.column("n_tokens").to_numpy()
@@ -461,34 +463,34 @@ def write_review_stats(staging: Path, merged: list[dict]) -> None:
     n_low = int((rated & (star_f <= LOW_STARS_MAX)).sum())
     n_high = int((rated & (star_f >= HIGH_STARS_MIN)).sum())
 
-    features = np.concatenate([m["feature"] for m in merged]).astype(np.int64)
+    features = np.concatenate([m.feature for m in merged]).astype(np.int64)
     n_features = len(features)
     cols: dict[str, np.ndarray] = {}
     for name in _RATED_FIELDS:
         full = np.zeros(n_features, np.int64) if name.startswith("n_") else np.full(n_features, np.nan)
         for m in merged:
-            if "rs_feature" in m:  # buckets without any activation have no pairs
-                full[m["rs_feature"]] = m["rs_" + name]
+            if "rs_feature" in m.review_stats:  # buckets without any activation have no pairs
+                full[m.review_stats["rs_feature"]] = m.review_stats["rs_" + name]
         cols[name] = full
     out = {
         name: (np.zeros(n_features, np.int64) if name.startswith("n_") else np.full(n_features, np.nan))
         for name in _PAIR_FIELDS
     }
     for m in merged:
-        if "rs_feature" in m:  # buckets without any activation have no pairs
-            f_lo = int(m["feature"][0])
+        if "rs_feature" in m.review_stats:  # buckets without any activation have no pairs
+            f_lo = int(m.feature[0])
             for name in _PAIR_FIELDS:
-                out[name][f_lo : f_lo + len(m["feature"])] = m["rp_" + name]
+                out[name][f_lo : f_lo + len(m.feature)] = m.review_stats["rp_" + name]
     most = np.nan_to_num(out["max_tokens_per_review"], nan=0.0).astype(np.int64)
 
-    n_rev = np.concatenate([m["n_reviews"] for m in merged]).astype(np.int64)
+    n_rev = np.concatenate([m.n_reviews for m in merged]).astype(np.int64)
     dead = n_rev == 0
 
     def nullable(x: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
         bad = np.isnan(x) if mask is None else (np.isnan(x) | mask)
         return pa.array(np.where(bad, 0.0, x), pa.float64(), mask=bad)
 
-    table = pa.table(
+    return pa.table(
         {
             "feature": features.astype(np.int32),
             "n_rated": np.full(n_features, n_rated, np.int64),
@@ -509,9 +511,6 @@ def write_review_stats(staging: Path, merged: list[dict]) -> None:
             "top10_user_share": nullable(out["top10_user_share"]),
             "user_gini": nullable(out["user_gini"]),
         }
-    )
-    pq.write_table(
-        table, staging / "feature_review_stats.parquet", compression="zstd", write_page_checksum=True
     )
 
 

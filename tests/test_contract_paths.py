@@ -18,9 +18,9 @@ from inputs import RARE_TWICE, SALSA, TIE_A, write_inputs
 from test_contract import N_LATENTS, assert_rows, pick_features
 
 # Small chunks: most reviews straddle a chunk, so their per-review ranking goes through
-# the cross-chunk merge (etl.build._write_review_top_partials); one worker, big chunks:
-# every review is ranked inside its chunk.
-# "subblocks": chunks of 97 tokens sorted in blocks of ~16 (etl.build._SORT_BLOCK_TOKENS).
+# the cross-chunk merge (etl.build.finish.write_review_top_partials); one worker, big
+# chunks: every review is ranked inside its chunk.
+# "subblocks": chunks of 97 tokens sorted in blocks of ~16 (Tuning.sort_block_tokens).
 BUILDS = {
     "awkward-split": ("awkward", {"workers": 2, "chunk_tokens": 13}, None),
     "awkward-subblocks": ("awkward", {"workers": 2, "chunk_tokens": 97}, 16),
@@ -30,8 +30,7 @@ BUILDS = {
 
 @pytest.fixture(scope="module", params=list(BUILDS))
 def wh(request, tmp_path_factory):
-    import etl.build
-    from etl.build import build_warehouse
+    from etl.build import Tuning, build_warehouse
     from warehouse.db import connect
 
     variant, options, sort_block = BUILDS[request.param]
@@ -39,12 +38,8 @@ def wh(request, tmp_path_factory):
     # k = 24 slots a token: reviews reach more than 100 distinct features.
     h5, npz = write_inputs(root / "inputs", variant=variant, n_latents=N_LATENTS, k=24, seed=23)
     bf = BruteForce(h5, npz)
-    saved = etl.build._SORT_BLOCK_TOKENS
-    etl.build._SORT_BLOCK_TOKENS = sort_block or saved
-    try:
-        build_warehouse(h5, npz, root / "wh", tokenizer="gpt2", n_latents=N_LATENTS, **options)
-    finally:
-        etl.build._SORT_BLOCK_TOKENS = saved
+    tuning = Tuning(sort_block_tokens=sort_block) if sort_block else None
+    build_warehouse(h5, npz, root / "wh", tokenizer="gpt2", n_latents=N_LATENTS, tuning=tuning, **options)
     con = connect(root / "wh")
     yield bf, con
     con.close()
@@ -129,7 +124,7 @@ def test_texts_taken_chunk_by_chunk():
     answer (which it avoids: that take copies every chunk first)."""
     import pyarrow as pa
 
-    from etl.build import _texts_at
+    from etl.build.files import texts_at
 
     texts = pa.chunked_array(
         [pa.array(["a", "b", "c"], pa.large_string()), pa.array([], pa.large_string()),
@@ -137,7 +132,7 @@ def test_texts_taken_chunk_by_chunk():
     )
     for rows in ([5, 0, 2, 3], [], [1], [3, 3, 0], [2, 3], list(range(6))[::-1]):
         want = texts.take(pa.array(rows, pa.int64())).to_pylist()
-        assert _texts_at(texts, np.array(rows, np.int64)) == want, rows
+        assert texts_at(texts, np.array(rows, np.int64)) == want, rows
 
 
 def test_top_examples_native_is_stored_in_feature_rank_order(wh):
@@ -173,7 +168,7 @@ def _reference_top(g, f, v, c, k):
 @pytest.mark.parametrize("prefilter", [True, False])
 @pytest.mark.parametrize("packed", [True, False])
 def test_top_per_group_matches_sorting(prefilter, packed):
-    from etl.build import _top_per_group
+    from etl.build.kernels import top_per_group
 
     rng = np.random.default_rng(3)
     for n_groups, n, k in ((1, 5, 3), (7, 2000, 10), (300, 60_000, 100), (50, 3_000, 100)):
@@ -185,7 +180,7 @@ def test_top_per_group_matches_sorting(prefilter, packed):
         # Few distinct values: ties inside groups, at the rank-k boundary too.
         v = (rng.integers(1, 40, len(g)) / 8).astype(np.float32)
         c = rng.integers(1, 9, len(g))
-        got = _top_per_group(g, f, v, c, n_groups, k, prefilter=prefilter, packed=packed)
+        got = top_per_group(g, f, v, c, n_groups, k, prefilter=prefilter, packed=packed)
         got = list(zip(*(x.tolist() for x in got)))
         assert got == _reference_top(g, f, v, c, k)
 
@@ -195,7 +190,7 @@ def test_explode_chunk_packed_sort_matches_stable_argsort(n_latents):
     """The packed (feature, token, value) sort against the stable argsort it replaced,
     including zero slots and a feature twice in a token (which must still be flagged).
     1 << 26 features do not fit beside token and value: that takes the argsort path."""
-    from etl.build import _explode_chunk, _explode_chunk_argsort
+    from etl.build.kernels import explode_chunk, explode_chunk_argsort
 
     rng = np.random.default_rng(11)
     cases = [
@@ -216,8 +211,8 @@ def test_explode_chunk_packed_sort_matches_stable_argsort(n_latents):
         if dup:
             idx[m // 2, 1] = idx[m // 2, 0]
             val[m // 2, :2] = 1.0
-        got = _explode_chunk(idx, val, n_latents)
-        want = _explode_chunk_argsort(idx, val, n_latents)
+        got = explode_chunk(idx, val, n_latents)
+        want = explode_chunk_argsort(idx, val, n_latents)
         assert got[4] == want[4] == dup
         if dup:
             continue  # the chunk is rejected; its order does not matter
@@ -231,15 +226,15 @@ def test_spill_append_survives_short_writes(tmp_path, monkeypatch):
     """os.writev may write less than asked: the rest follows, in order."""
     import os
 
-    from etl import build
+    from etl.build import files
 
     real = os.writev
-    monkeypatch.setattr(build.os, "writev", lambda fd, bufs: real(fd, [memoryview(bufs[0])[:5]]))
+    monkeypatch.setattr(files.os, "writev", lambda fd, bufs: real(fd, [memoryview(bufs[0])[:5]]))
     a, b = np.arange(7, dtype=np.uint32), np.linspace(1, 2, 3, dtype=np.float32)
     fd = os.open(tmp_path / "spill.bin", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     try:
-        build._append(fd, a, b)
-        build._append(fd, b[:1], a[:1])
+        files.append(fd, a, b)
+        files.append(fd, b[:1], a[:1])
     finally:
         os.close(fd)
     want = a.tobytes() + b.tobytes() + b[:1].tobytes() + a[:1].tobytes()

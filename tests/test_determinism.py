@@ -89,19 +89,17 @@ def test_workers_and_chunks_change_nothing_in_the_tables(inputs, tmp_path):
             assert got[table] == ref[table], f"{table} differs with workers={workers}, chunk={chunk}"
 
 
-def test_merge_windows_and_blocks_change_no_byte(inputs, tmp_path, monkeypatch):
+def test_merge_windows_and_blocks_change_no_byte(inputs, tmp_path):
     """The merge reads each bucket's spill in windows, gathers it in blocks and computes
     the review statistics in groups of features, the top examples' lookups read the
     token arrays in windows, and the run counts are laid out by bucket a few runs at a
     time: tiny windows (many reads per bucket, features split across windows) and one
     feature a group give the same files."""
-    import etl.build as build
+    from etl.build import Tuning
 
     ref = _parquet_hashes(_build(inputs, tmp_path / "ref", workers=2, chunk_tokens=50))
-    monkeypatch.setattr(build, "_MERGE_WINDOW_ROWS", 3)
-    monkeypatch.setattr(build, "_MERGE_BLOCK_ROWS", 2)
-    monkeypatch.setattr(build, "_PAIR_GROUP", 2)
-    monkeypatch.setattr(build, "_GATHER_WINDOW_BYTES", 20)
-    monkeypatch.setattr(build, "_RUNS_AT_ONCE", 3)
-    small = _build(inputs, tmp_path / "small", workers=2, chunk_tokens=50)
+    tiny = Tuning(
+        merge_window_rows=3, merge_block_rows=2, pair_group=2, gather_window_bytes=20, runs_at_once=3
+    )
+    small = _build(inputs, tmp_path / "small", workers=2, chunk_tokens=50, tuning=tiny)
     assert _parquet_hashes(small) == ref

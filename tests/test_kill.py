@@ -204,16 +204,17 @@ def test_kill_first_build_leaves_no_partial_warehouse(inputs, tmp_path, sig):
 def test_disk_full_simulated(inputs, tmp_path, monkeypatch):
     """ENOSPC while writing (in the parent, and in a forked worker): exit 7, the previous
     warehouse intact, no staging directory left."""
-    import etl.build as build_mod
+    from etl.build import explode, finish
 
     target, before = fresh_previous(inputs, tmp_path)
 
     def full(*args, **kw):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    for name, workers in (("_write_reviews", 1), ("_write_tokens", 2)):
+    # (a forked explode worker looks write_tokens up in its copy of the patched module)
+    for module, name, workers in ((finish, "write_reviews", 1), (explode, "write_tokens", 2)):
         with monkeypatch.context() as m:
-            m.setattr(build_mod, name, full)
+            m.setattr(module, name, full)
             result = saewh("build", "--h5", inputs["small"][0], "--npz", inputs["small"][1], "-w", target,
                            "--latents", N_LATENTS, "--replace", "--workers", workers, "--chunk-tokens", 64)
         assert_clean_error(result, 7, "No space left on device", str(target))

@@ -324,19 +324,19 @@ def test_moved_warehouse_verifies(built, tmp_path):
 def test_build_verifies_before_publishing(built, tmp_path, monkeypatch):
     """A build whose output lost rows (here: a bucket file deleted after the merge) fails
     its own verification; the previous warehouse stays, byte for byte."""
-    import etl.build as build_mod
+    from etl.build import finish
 
     target = tmp_path / "wh"
     shutil.copytree(built[0], target, symlinks=True)
     assert republish_moved(target)  # so hashing below sees its final bytes
     before = tree_hashes(target)
-    real_write = build_mod._write_feature_tables
+    real_write = finish.write_feature_tables
 
-    def lose_a_bucket(staging, *args, **kw):
-        real_write(staging, *args, **kw)
-        (staging / "activations" / "bucket=2" / "part-0.parquet").unlink()
+    def lose_a_bucket(out, *args, **kw):
+        real_write(out, *args, **kw)
+        out.activations_part(2).unlink()
 
-    monkeypatch.setattr(build_mod, "_write_feature_tables", lose_a_bucket)
+    monkeypatch.setattr(finish, "write_feature_tables", lose_a_bucket)
     result = saewh("build", "--h5", built[1], "--npz", built[2], "-w", target, "--latents", N_LATENTS,
                    "--replace")
     assert_clean_error(result, WAREHOUSE, "table activations has", "the build produced")

@@ -1,0 +1,239 @@
+"""What the build writes: the layout constants, and per table its Parquet schema and
+writer settings (one table of them; every writer is made by `parquet_writer`).
+
+sql/macros.sql and warehouse/db.py repeat some of these constants (issue 14: one home
+for the contract, read by both sides, is still to come).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+BUCKET_WIDTH = 64  # features per partition; the SQL macros use the same constant
+TOP_MATERIALIZED = 100  # top examples precomputed per feature; sql/macros.sql agrees
+SCHEMA_VERSION = 5  # 2: review_top_features, top_examples contexts, native copies
+# 3: top_examples' contexts only in warehouse.duckdb (the Parquet file holds offsets)
+# 4: contexts cut by the top_examples view; reviews_native holds the texts
+# 5: immutable snapshots under WH/snapshots/, published through WH/current
+REVIEW_TOP = 100  # strongest features materialized per review; sql/macros.sql agrees
+DEFAULT_BEFORE, DEFAULT_AFTER = 20, 10  # top_k_contexts' default window, materialized
+ALIGNMENTS = ("exact", "truncated", "mismatch", "no_tokens", "no_text")
+
+# Settings every writer below shares: an option meant for every table goes here, once
+# (any option added changes the files' bytes).  Page checksums: DuckDB reads without
+# checking them, but `saewh verify` and pyarrow readers that ask do (README "verify").
+COMMON_SETTINGS: dict = {"write_page_checksum": True}
+
+
+def _encodings(**columns: str) -> dict[str, str]:
+    """`column_encoding` from the columns of each encoding, space-separated:
+    `_encodings(DELTA_BINARY_PACKED="a b", PLAIN="c")`."""
+    return {column: encoding for encoding, names in columns.items() for column in names.split()}
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """A table's Parquet schema, its writer's settings (`pq.ParquetWriter` keywords, on
+    top of COMMON_SETTINGS) and the rows per row group it is written with (None:
+    pyarrow's default; some tables cut their row groups themselves)."""
+
+    schema: pa.Schema
+    settings: dict = field(default_factory=dict)
+    row_group: int | None = None
+
+
+_TOKENS = TableLayout(
+    pa.schema(
+        [
+            pa.field("token_pos", pa.int64(), nullable=False),
+            pa.field("review_idx", pa.int32(), nullable=False),
+            pa.field("position", pa.int32(), nullable=False),
+            ("token_id", pa.int32()), ("token", pa.string()),
+            ("char_start", pa.int32()), ("char_end", pa.int32()),
+        ]
+    ),
+    dict(
+        compression="zstd",
+        use_dictionary=["token"],
+        column_encoding=_encodings(DELTA_BINARY_PACKED="token_pos review_idx position char_start char_end"),
+    ),
+)
+
+_REVIEW_TOP_SCHEMA = pa.schema(
+    [
+        pa.field("review_idx", pa.int32(), nullable=False),
+        pa.field("rank", pa.int32(), nullable=False),
+        pa.field("feature", pa.int32(), nullable=False),
+        pa.field("max_value", pa.float32(), nullable=False),
+        pa.field("n_tokens_active", pa.int64(), nullable=False),
+    ]
+)
+# The explode workers' parts of `review_top_features`.
+_REVIEW_TOP = TableLayout(
+    _REVIEW_TOP_SCHEMA,
+    dict(
+        compression="zstd",
+        use_dictionary=False,
+        column_encoding=_encodings(
+            DELTA_BINARY_PACKED="review_idx rank feature n_tokens_active", BYTE_STREAM_SPLIT="max_value"
+        ),
+    ),
+    row_group=1 << 17,
+)
+# Its part of the reviews split across chunks, written at the end with pyarrow's default
+# encodings (dictionaries, plain values), unlike the workers' parts: kept so, since
+# making it like them changes its bytes.
+_REVIEW_TOP_SPLIT = TableLayout(_REVIEW_TOP_SCHEMA, dict(compression="zstd"), row_group=1 << 17)
+
+# Columns that never hold a null are REQUIRED in the Parquet files: no definition
+# levels to encode (13-14 against 17-18 ns a row for an activations bucket).
+_ACTIVATIONS = TableLayout(
+    pa.schema(
+        [
+            pa.field("token_pos", pa.int64(), nullable=False),
+            pa.field("review_idx", pa.int32(), nullable=False),
+            pa.field("feature", pa.int32(), nullable=False),
+            pa.field("value", pa.float32(), nullable=False),
+        ]
+    ),
+    # Compression only where it pays: delta-packed positions and review indices shrink by
+    # 5% and 20% more under zstd, which cost half of the encoding time; a bucket's
+    # `feature` is a few runs of one value (plain + lz4: as small as a dictionary, no
+    # hashing); lz4 on the values is 24% faster than zstd for 4% more bytes.  One
+    # 620K-row bucket: 18.7 ns and 5.29 bytes a row, against 24.7 / 5.08 with zstd there
+    # and 55.3 / 4.94 with zstd and a dictionary everywhere (README "Layout choices").
+    dict(
+        compression={"token_pos": "none", "review_idx": "none", "feature": "lz4", "value": "lz4"},
+        use_dictionary=False,
+        write_statistics=["token_pos", "feature"],
+        column_encoding=_encodings(
+            DELTA_BINARY_PACKED="token_pos review_idx", PLAIN="feature", BYTE_STREAM_SPLIT="value"
+        ),
+    ),
+    row_group=1 << 17,
+)
+
+# One row group per bucket (64 features), so a feature's lookup decodes 6,400 rows.
+# lz4, not zstd: 0.23 against 0.34 s at 5M tokens (in the build's serial end), for 37
+# against 36 MB.
+_TOP_EXAMPLES = TableLayout(
+    pa.schema(
+        [
+            ("feature", pa.int32()), ("rank", pa.int32()),
+            ("token_pos", pa.int64()), ("review_idx", pa.int32()), ("value", pa.float32()),
+            ("position", pa.int32()), ("stars", pa.int32()),
+            # Character offsets into the review's text of the token and of its default
+            # context window: sql/native.sql cuts left_context, token and right_context.
+            ("char_start", pa.int32()), ("char_end", pa.int32()),
+            ("context_start", pa.int32()), ("context_end", pa.int32()),
+        ]
+    ),
+    dict(
+        compression="lz4",
+        use_dictionary=["stars"],
+        write_statistics=["feature", "rank"],
+        column_encoding=_encodings(
+            DELTA_BINARY_PACKED="feature rank token_pos review_idx position char_start char_end "
+            "context_start context_end",
+            BYTE_STREAM_SPLIT="value",
+        ),
+    ),
+)
+
+# Row groups of 16K reviews: the texts are cast and paged in one row group at a time.
+_REVIEWS = TableLayout(
+    pa.schema(
+        [
+            ("review_idx", pa.int32()), ("review_id", pa.string()), ("text", pa.string()),
+            ("stars", pa.int32()), ("useful", pa.int32()),
+            ("user_id", pa.string()), ("business_id", pa.string()),
+            ("first_token_pos", pa.int64()), ("last_token_pos", pa.int64()),
+            ("n_tokens", pa.int32()), ("n_text_tokens", pa.int32()),
+            ("alignment", pa.string()), ("in_npz", pa.bool_()), ("contiguous", pa.bool_()),
+        ]
+    ),
+    dict(compression="zstd"),
+    row_group=16384,
+)
+
+_FEATURES = TableLayout(
+    pa.schema(
+        [
+            ("feature", pa.int32()), ("n_active", pa.int64()), ("n_reviews", pa.int64()),
+            ("density", pa.float64()), ("review_density", pa.float64()),
+            ("max_value", pa.float32()), ("mean_value", pa.float64()), ("sum_value", pa.float64()),
+        ]
+    ),
+    dict(compression="zstd"),
+)
+
+_FEATURE_STARS = TableLayout(
+    pa.schema(
+        [
+            ("feature", pa.int32()), ("stars", pa.int32()),
+            ("n_active_reviews", pa.int64()), ("sum_max_value", pa.float64()),
+        ]
+    ),
+    dict(compression="zstd"),
+)
+
+# The columns etl.review_stats computes (its module docstring says what they mean).
+_FEATURE_REVIEW_STATS = TableLayout(
+    pa.schema(
+        [("feature", pa.int32())]
+        + [(name, pa.int64()) for name in ("n_rated", "n_low", "n_high")]
+        + [(name, pa.int64()) for name in ("n_rated_active", "n_low_active", "n_high_active")]
+        + [(name, pa.float64()) for name in ("auroc", "auroc_se", "spearman")]
+        + [(name, pa.int64()) for name in ("n_single_token_reviews", "max_tokens_per_review")]
+        + [
+            column
+            for group, plural in (("business", "businesses"), ("user", "users"))
+            for column in (
+                (f"n_{plural}", pa.int64()),
+                (f"top10_{group}_share", pa.float64()),
+                (f"{group}_gini", pa.float64()),
+            )
+        ]
+    ),
+    dict(compression="zstd"),
+)
+
+
+# Every table the build writes, by name: a writer is made from its entry and nothing else.
+LAYOUTS: dict[str, TableLayout] = {
+    "tokens": _TOKENS,
+    "review_top_features": _REVIEW_TOP,
+    "review_top_features/part-split": _REVIEW_TOP_SPLIT,
+    "activations": _ACTIVATIONS,
+    "top_examples": _TOP_EXAMPLES,
+    "reviews": _REVIEWS,
+    "features": _FEATURES,
+    "feature_stars": _FEATURE_STARS,
+    "feature_review_stats": _FEATURE_REVIEW_STATS,
+}
+
+
+def schema(table: str) -> pa.Schema:
+    """The Parquet (and Arrow) schema of `table` (a key of LAYOUTS)."""
+    return LAYOUTS[table].schema
+
+
+def row_group(table: str) -> int | None:
+    """The rows per row group `table` is written with (None: pyarrow's default)."""
+    return LAYOUTS[table].row_group
+
+
+def parquet_writer(table: str, path: Path) -> pq.ParquetWriter:
+    """A writer of `path` with the schema and settings of `table` (a key of LAYOUTS)."""
+    layout = LAYOUTS[table]
+    return pq.ParquetWriter(path, layout.schema, **COMMON_SETTINGS, **layout.settings)
+
+
+def write_parquet(table: str, data: pa.Table, path: Path) -> None:
+    """Write `data` (whose schema must be the table's) as `path`, in the table's row groups."""
+    with parquet_writer(table, path) as writer:
+        writer.write_table(data, row_group_size=LAYOUTS[table].row_group)
