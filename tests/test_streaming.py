@@ -242,7 +242,7 @@ def _wait_rss(proc: subprocess.Popen) -> tuple[int, int, str]:
 
 
 STREAM_ROWS = 5_000_000
-# 5M rows of this query are ~490 MB of CSV and ~420 MB as Arrow columns (the old
+# 5M rows of this query are ~490 MB of CSV and ~470 MB as Arrow columns (the old
 # parquet path held those plus every row as a Python tuple; the old text path ~3 GB):
 # any implementation holding the result exceeds the bound, a streaming one stays far
 # below it (about 100 MB measured: the interpreter, DuckDB and a chunk of rows).
