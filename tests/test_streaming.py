@@ -257,10 +257,10 @@ def _wait_rss(proc: subprocess.Popen) -> tuple[int, int, str]:
 
 
 STREAM_ROWS = 5_000_000
-# 5M rows of this query are ~490 MB of CSV and ~420 MB as Arrow columns (the old
+# 5M rows of this query are ~490 MB of CSV and ~470 MB as Arrow columns (the old
 # parquet path held those plus every row as a Python tuple; the old text path ~3 GB):
 # any implementation holding the result exceeds the bound, a streaming one stays far
-# below it (about 100 MB measured: the interpreter, DuckDB and a chunk of rows).
+# below it (about 150-230 MB measured, 127 MB of it the interpreter, DuckDB and pyarrow).
 STREAM_QUERY = (f"SELECT range AS a, range * 2 AS b, (range % 1000)::FLOAT / 7 AS c, "
                 f"'row ' || repeat('x', 60) || range AS d FROM range({STREAM_ROWS})")
 RSS_BOUND = 300 * 1024**2
