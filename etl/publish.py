@@ -27,6 +27,7 @@ from warehouse.snapshots import (
     LEGACY_ENTRIES,
     MANIFEST,
     SNAPSHOTS,
+    current_snapshot,
     is_legacy,
     lock_if_unused,
     snapshot_dirs,
@@ -142,8 +143,6 @@ def republish_moved(root: Path) -> bool:
 
     from etl.staging import release_lock, try_lock
     from warehouse.db import database_entry, rewrite_views
-    from warehouse.snapshots import current_snapshot
-
     root = Path(root).absolute()
     if not (os.access(root, os.W_OK) and os.access(root / SNAPSHOTS, os.W_OK)):
         return False

@@ -226,10 +226,15 @@ def _same_directory(stored: str, snapshot: Path) -> bool:
         return False
 
 
+def _moved(con: duckdb.DuckDBPyConnection, snapshot: Path) -> bool:
+    """Whether the views stored in `con`'s database name another place than `snapshot`."""
+    stored = _stored_root(con, snapshot)
+    return stored is not None and not _same_directory(stored, snapshot)
+
+
 def _read_files_here(con: duckdb.DuckDBPyConnection, snapshot: Path) -> None:
     """If the snapshot was moved since its views were stored, shadow them for `con`."""
-    stored = _stored_root(con, snapshot)
-    if stored is not None and not _same_directory(stored, snapshot):
+    if _moved(con, snapshot):
         _overlay_views(con, snapshot)
 
 
@@ -268,10 +273,9 @@ def points_here(directory: Path) -> bool:
     snapshot = current_snapshot(Path(directory).absolute())
     con = _open_snapshot_db(snapshot, private=True)
     try:
-        stored = _stored_root(con, snapshot)
+        return not _moved(con, snapshot)
     finally:
         con.close()
-    return stored is None or _same_directory(stored, snapshot)
 
 
 def connect(directory: Path, private: bool = False) -> duckdb.DuckDBPyConnection:
@@ -473,11 +477,10 @@ def database_entry(directory: Path) -> dict:
     path = Path(directory) / DB_FILE
     con = _attach_private(path)
     try:
-        row = con.execute("SELECT value FROM warehouse_meta WHERE key = 'root'").fetchone()
+        root = _stored_root(con, Path(directory))
     finally:
         con.close()
-    return {"path": DB_FILE, "bytes": path.stat().st_size, "sha256": file_sha256(path),
-            "root": row[0] if row else None}
+    return {"path": DB_FILE, "bytes": path.stat().st_size, "sha256": file_sha256(path), "root": root}
 
 
 def _quoted(name: str) -> str:
