@@ -21,26 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from etl.pickled_strings import Refused, Unusual, scan_string_array
+from warehouse.errors import InputError
 
 REQUIRED_H5 = ("z_idx", "z_val", "rev_idx")
 REQUIRED_NPZ = ("review_ids", "texts", "stars", "useful", "user_ids", "business_ids")
 STRING_ARRAYS = ("review_ids", "texts", "user_ids", "business_ids")
 INT_ARRAYS = ("stars", "useful")
-
-
-class InputError(Exception):
-    """An input file is missing, malformed or inconsistent (one-line message).
-
-    `position` is the H5 token row of the problem when there is one, so a parallel
-    build can look for an earlier one (see `scan_h5`).
-    """
-
-    def __init__(self, message: str, position: int | None = None):
-        super().__init__(message)
-        self.position = position
-
-    def __reduce__(self):  # keep `position` across the worker -> parent pickle
-        return (type(self), (str(self), self.position))
 
 
 _ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError)

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from warehouse.errors import InputError
 
-class TokenizerError(Exception):
+
+class TokenizerError(InputError):
     """The tokenizer could not be loaded."""
 
 

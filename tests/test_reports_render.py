@@ -18,7 +18,7 @@ from warehouse.render import (
     truncate_end,
     truncate_start,
 )
-from warehouse.reports import BadValue, validate
+from warehouse.reports import UsageError, validate
 from warehouse.sqlfiles import parse_sql
 
 KWIC_COLS = ["rank", "value", "left_context", "token", "right_context"]
@@ -190,5 +190,5 @@ def test_validate():
     validate(rep, {"feature": 1, "k": 20, "x": None, "sort": "a", "flag": False})
     for bad in ({"feature": None}, {"feature": 1, "k": 0}, {"feature": 1, "x": -1.0},
                 {"feature": 1, "sort": "c"}):
-        with pytest.raises(BadValue):
+        with pytest.raises(UsageError):
             validate(rep, bad)

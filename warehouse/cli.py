@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
+from warehouse.errors import ExitCode, exit_code_of, one_line
 from warehouse.sqlfiles import Param, SqlFile
 
 T = TypeVar("T")
@@ -71,43 +72,16 @@ app = typer.Typer(
 DEFAULT_WAREHOUSE = Path("warehouse-data")
 
 
-class ExitCode(enum.IntEnum):
-    """Exit codes of every saewh command (documented in the README)."""
-
-    OK = 0
-    INTERNAL = 1  # a bug: please report it
-    USAGE = 2  # bad command-line options (Typer/Click's own code)
-    BAD_INPUT = 3  # an input file is missing, malformed or inconsistent
-    WAREHOUSE = 4  # warehouse missing, not a warehouse, already exists, or fails verify
-    NOT_FOUND = 5  # unknown feature or review id
-    QUERY = 6  # the SQL failed or tried to write
-    WRITE_FAILED = 7  # the warehouse or the output could not be written (disk full, I/O error...)
-    INTERRUPTED = 130  # Ctrl-C (SIGINT)
-    TERMINATED = 143  # SIGTERM
-
-
 def fail(message: str, code: ExitCode) -> typer.Exit:
     typer.echo(f"saewh: error: {message}", err=True)
     return typer.Exit(int(code))
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
-
-
-def _loaded(module: str, name: str) -> tuple[type[BaseException], ...]:
-    """An exception class, if its module is loaded (else it cannot have been raised)."""
-    mod = sys.modules.get(module)
-    cls = getattr(mod, name, None) if mod else None
-    return (cls,) if isinstance(cls, type) else ()
-
-
 def run_guarded(fn: Callable[[], T]) -> T:
     """Run `fn`, turning the library's exceptions into one-line errors and exit codes.
 
-    The library's exception classes are looked up among loaded modules only, so a
-    report does not import the ETL (numpy, pyarrow) just to catch its errors.
+    Every library error is a `warehouse.errors.SaewhError` carrying its exit code;
+    `exit_code_of` is the one rule that maps an exception to a code.
     """
     try:
         return fn()
@@ -121,42 +95,18 @@ def run_guarded(fn: Callable[[], T]) -> T:
             pass
         raise typer.Exit(0) from None
     except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
-        code = _classify(exc)
+        code = exit_code_of(exc)
         if code is ExitCode.INTERNAL:
-            raise fail(f"internal error: {type(exc).__name__}: {_one_line(exc)}", code) from None
-        raise fail(_one_line(exc), code) from None
-    except KeyboardInterrupt as exc:  # (etl.staging.Terminated is one: SIGTERM)
+            raise fail(f"internal error: {type(exc).__name__}: {one_line(exc)}", code) from None
+        raise fail(one_line(exc) or type(exc).__name__, code) from None
+    except KeyboardInterrupt as exc:  # (warehouse.signals.Terminated is one: SIGTERM)
         message, code = _interruption(exc)
         raise fail(message, code) from None
 
 
 def _interruption(exc: KeyboardInterrupt) -> tuple[str, ExitCode]:
-    if isinstance(exc, _loaded("etl.staging", "Terminated")):
-        return "terminated", ExitCode.TERMINATED
-    return "interrupted", ExitCode.INTERRUPTED
-
-
-def _classify(exc: BaseException) -> ExitCode:
-    """The exit code of an exception raised by the library (looked up after the fact)."""
-    bad_input = _loaded("etl.inputs", "InputError") + _loaded("etl.tokenizer", "TokenizerError")
-    warehouse_errors = _loaded("etl.build", "BuildError") + _loaded("warehouse.db", "WarehouseError")
-    if isinstance(exc, bad_input):
-        return ExitCode.BAD_INPUT
-    if isinstance(exc, _loaded("etl.build", "OutputError") + _loaded("warehouse.render", "OutputError")):
-        return ExitCode.WRITE_FAILED
-    if isinstance(exc, warehouse_errors):
-        return ExitCode.WAREHOUSE
-    if isinstance(exc, _loaded("warehouse.reports", "NotFound")):
-        return ExitCode.NOT_FOUND
-    if isinstance(exc, _loaded("warehouse.reports", "BadValue")):
-        return ExitCode.USAGE
-    if isinstance(exc, _loaded("warehouse.reports", "RefusedQuery")):
-        return ExitCode.QUERY
-    if isinstance(exc, _loaded("duckdb", "Error")):
-        return ExitCode.QUERY
-    if isinstance(exc, OSError):
-        return ExitCode.BAD_INPUT
-    return ExitCode.INTERNAL
+    code = exit_code_of(exc)
+    return ("terminated" if code is ExitCode.TERMINATED else "interrupted"), code
 
 
 def default_warehouse() -> Path:
@@ -227,7 +177,7 @@ def build(
 
     def go():
         from etl.build import DEFAULT_LATENTS, build_warehouse
-        from etl.staging import interrupts_as_exceptions
+        from warehouse.signals import interrupts_as_exceptions
 
         target = warehouse or default_warehouse()
         with interrupts_as_exceptions():
@@ -275,7 +225,8 @@ def repoint(warehouse: WarehouseOpt = None) -> None:
 
     def go():
         from etl.publish import republish_moved
-        from warehouse.db import WarehouseError, check_directory, points_here
+        from warehouse.db import check_directory, points_here
+        from warehouse.errors import WarehouseError
 
         root = check_directory(warehouse or default_warehouse())
         if points_here(root):
@@ -298,7 +249,8 @@ def vacuum(warehouse: WarehouseOpt = None) -> None:
     def go():
         from etl.publish import prune
         from etl.staging import LockBusy, acquire_build_lock, release_lock
-        from warehouse.db import WarehouseError, check_directory
+        from warehouse.db import check_directory
+        from warehouse.errors import WarehouseError
 
         root = check_directory(warehouse or default_warehouse())
         try:
@@ -401,7 +353,7 @@ def _open_output(output: Path | None) -> Any:
     try:
         return Output(path=output)
     except OSError as exc:
-        raise fail(f"cannot write {output}: {exc.strerror or _one_line(exc)}", ExitCode.USAGE) from None
+        raise fail(f"cannot write {output}: {exc.strerror or one_line(exc)}", ExitCode.USAGE) from None
 
 
 def _emit(text: str, output: Path | None) -> None:

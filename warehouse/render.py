@@ -32,6 +32,8 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
+from warehouse.errors import OutputError
+
 FORMATS = ("table", "csv", "json", "jsonl", "parquet", "html")
 KWIC = ("left_context", "token", "right_context")
 NUMERIC_PREFIXES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
@@ -872,10 +874,6 @@ def _write_html(sections: Iterable[Section], out: Output, multi: bool, title: st
 
 
 # ---------------------------------------------------------------- output
-
-
-class OutputError(Exception):
-    """The output (stdout or --output) could not be written: disk full, I/O error, ..."""
 
 
 class Output:

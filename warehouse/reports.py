@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from warehouse.errors import NotFound, UsageError, WarehouseError
 from warehouse.render import Section
 from warehouse.sandbox import RefusedQuery, check_query, lock_down
 from warehouse.sqlfiles import SqlFile, Statement, parse_sql, sql_dir
@@ -35,19 +36,7 @@ RESERVED = frozenset({"warehouse", "fmt", "format", "csv", "json", "output", "se
                       "max_rows", "csv_safe"})
 
 
-class ReportError(Exception):
-    """A report cannot run with these values (one-line message)."""
-
-
-class NotFound(ReportError):
-    """An unknown feature, review id or token."""
-
-
-class BadValue(ReportError):
-    """An option value the report cannot use (a usage error)."""
-
-
-__all__ = ["BadValue", "NotFound", "RefusedQuery", "ReportError", "Result", "Section",
+__all__ = ["NotFound", "RefusedQuery", "Result", "Section", "UsageError",
            "load_manifest", "load_reports", "run_interruptible", "run_query", "run_report", "validate"]
 
 
@@ -82,7 +71,7 @@ def _open(
     snapshot's directory; WarehouseError for anything not a warehouse."""
     import duckdb
 
-    from warehouse.db import WarehouseError, open_snapshot
+    from warehouse.db import open_snapshot
 
     try:
         con, snapshot = open_snapshot(directory, private=True)
@@ -110,7 +99,7 @@ def _first_line(exc: BaseException) -> str:
 
 def load_manifest(directory: Path) -> dict:
     """manifest.json, or WarehouseError when it is unreadable or lacks `sae.n_latents`."""
-    from warehouse.db import WarehouseError, read_manifest
+    from warehouse.db import read_manifest
 
     try:
         manifest = read_manifest(directory)
@@ -121,17 +110,17 @@ def load_manifest(directory: Path) -> dict:
 
 
 def validate(rep: SqlFile, values: dict[str, Any]) -> None:
-    """Check declared ranges and choices (BadValue) and required values (BadValue)."""
+    """Check declared ranges and choices (UsageError) and required values (UsageError)."""
     for p in rep.params:
         v = values.get(p.name)
         if v is None:
             if p.required:
-                raise BadValue(f"missing --{p.name.replace('_', '-')}")
+                raise UsageError(f"missing --{p.name.replace('_', '-')}")
             continue
         if p.minimum is not None and v < p.minimum or p.maximum is not None and v > p.maximum:
-            raise BadValue(f"--{p.name.replace('_', '-')} {v} is outside [{p.minimum}, {p.maximum}]")
+            raise UsageError(f"--{p.name.replace('_', '-')} {v} is outside [{p.minimum}, {p.maximum}]")
         if p.choices and v not in p.choices:
-            raise BadValue(f"--{p.name.replace('_', '-')} must be one of {', '.join(p.choices)}")
+            raise UsageError(f"--{p.name.replace('_', '-')} must be one of {', '.join(p.choices)}")
 
 
 def _check_exists(
@@ -247,12 +236,12 @@ def run_interruptible(
     Python runs signal handlers in the main thread only, between bytecodes; DuckDB, run
     by the main thread, notices Ctrl-C only between its own tasks (a cross join
     ignored it until it ended) and then raises a RuntimeError.  Here the main thread
-    waits, turns SIGINT into KeyboardInterrupt and SIGTERM into `etl.staging.Terminated`
+    waits, turns SIGINT into KeyboardInterrupt and SIGTERM into `warehouse.signals.Terminated`
     (as a build does), interrupts the query, and re-raises once `work` has ended.  A
     `work` still running `grace` seconds later (DuckDB stuck in one long task, or a
     write blocked on a full pipe) is abandoned: `on_stuck(exc)` must end the process.
     """
-    from etl.staging import interrupts_as_exceptions, signals_held
+    from warehouse.signals import interrupts_as_exceptions, signals_held
 
     outcome: dict[str, Any] = {}
     done = threading.Event()

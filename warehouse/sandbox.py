@@ -35,12 +35,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from warehouse.errors import QueryError
+
 if TYPE_CHECKING:
     import duckdb
 
 
-class RefusedQuery(Exception):
-    """The text is not one read-only query (one-line message)."""
+class RefusedQuery(QueryError):
+    """The text is not one read-only query."""
 
 
 def _first_line(exc: BaseException) -> str:

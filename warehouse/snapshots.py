@@ -28,6 +28,8 @@ import re
 import struct
 from pathlib import Path
 
+from warehouse.errors import WarehouseError
+
 DB_FILE = "warehouse.duckdb"
 MANIFEST = "manifest.json"
 CURRENT = "current"
@@ -39,10 +41,6 @@ LEGACY_ENTRIES = (
     "warehouse.duckdb.wal",
 )
 _SNAPSHOT_NAME = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}")
-
-
-class WarehouseError(Exception):
-    """The warehouse is missing, moved beyond repair, or inconsistent (one-line message)."""
 
 
 def is_snapshot_name(name: str) -> bool:

@@ -64,8 +64,9 @@ from etl.inputs import InputError, load_npz, open_h5, scan_h5
 from etl.progress import Progress
 from etl.publish import current_name, new_snapshot, prune, publish
 from etl.review_stats import group_codes
-from etl.staging import LockBusy, acquire_build_lock, release_lock, signals_held
+from etl.staging import LockBusy, acquire_build_lock, release_lock
 from etl.tokenizer import load_tokenizer
+from warehouse.signals import signals_held
 from warehouse.snapshots import CURRENT, SNAPSHOTS, is_legacy
 
 __all__ = [

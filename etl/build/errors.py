@@ -6,15 +6,12 @@ import errno
 import sys
 from pathlib import Path
 
-from etl.inputs import InputError, scan_h5
+from etl.inputs import scan_h5
+from warehouse.errors import InputError, OutputError, WarehouseError
 
 
-class BuildError(Exception):
-    """The build cannot proceed (one-line message)."""
-
-
-class OutputError(BuildError):
-    """The warehouse could not be written (disk full, read-only, permission denied)."""
+class BuildError(WarehouseError):
+    """The build cannot proceed: the target exists, is busy, or is not a warehouse."""
 
 
 # Errors writing the output, as opposed to reading a damaged input.

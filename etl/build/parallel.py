@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 
 from etl.progress import Progress
-from etl.staging import libc, signals_for_forked_workers, signals_held, worker_init
+from etl.staging import libc, signals_for_forked_workers, worker_init
+from warehouse.signals import signals_held
 
 
 def run_parallel(
