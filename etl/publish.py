@@ -141,8 +141,9 @@ def republish_moved(root: Path) -> bool:
 
     import duckdb
 
+    from etl.build.database import rewrite_views
     from etl.staging import release_lock, try_lock
-    from warehouse.db import database_entry, rewrite_views
+    from warehouse.verify import database_entry
     root = Path(root).absolute()
     if not (os.access(root, os.W_OK) and os.access(root / SNAPSHOTS, os.W_OK)):
         return False

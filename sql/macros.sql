@@ -1,15 +1,16 @@
 -- name: macros
 -- description: The warehouse's table macros: the query contract of README.md.
--- Every macro that reads one feature filters on `bucket = feat // 64` as well as on
--- `feature = feat`: the first prunes hive partitions (64 = etl.build.BUCKET_WIDTH),
--- the second row groups inside the bucket's file.
+-- Every macro that reads one feature filters on `bucket = bucket_of(feat)` as well as on
+-- `feature = feat`: the first prunes hive partitions, the second row groups inside the
+-- bucket's file.  bucket_of(), top_materialized(), review_top(), default_before() and
+-- default_after() are the contract's constants (warehouse.contract) as macros: sql/contract.sql.
 -- `*_native` are DuckDB tables in this file made from the Parquet tables at build time
 -- (sql/native.sql): a lookup in them costs no Parquet footer parse, so the macros read
 -- them; `top_examples` is a view over one of them.
 
 CREATE OR REPLACE MACRO activation(tp, feat) AS coalesce((
     SELECT max(a.value) FROM activations a
-    WHERE a.bucket = feat // 64 AND a.feature = feat AND a.token_pos = tp
+    WHERE a.bucket = bucket_of(feat) AND a.feature = feat AND a.token_pos = tp
 ), 0.0);
 
 CREATE OR REPLACE MACRO feature_tokens(feat) AS TABLE
@@ -17,13 +18,13 @@ SELECT a.token_pos, a.review_idx, r.review_id, t.position, a.value
 FROM activations a
 JOIN reviews_native r ON r.review_idx = a.review_idx
 JOIN tokens t ON t.token_pos = a.token_pos
-WHERE a.bucket = feat // 64 AND a.feature = feat
+WHERE a.bucket = bucket_of(feat) AND a.feature = feat
 ORDER BY a.token_pos;
 
--- Fast paths.  top_examples holds, per feature, the 100 strongest activations
--- (etl.build.TOP_MATERIALIZED) with everything top_k returns and the contexts of the
--- default window (20 before, 10 after: etl.build.DEFAULT_BEFORE/AFTER), so k <= 100 reads
--- one row group of one table.  A larger k or another window takes the general path.
+-- Fast paths.  top_examples holds, per feature, the top_materialized() strongest
+-- activations with everything top_k returns and the contexts of the default window
+-- (default_before() tokens before, default_after() after), so k <= top_materialized()
+-- reads one row group of one table.  A larger k or another window takes the general path.
 -- With the parameters bound the branch conditions are constants: the fast branch's
 -- WHERE folds to false, and the general branch sits under `LIMIT <0 unless taken>`,
 -- which removes its whole plan (a false WHERE pushed into it would leave its joins,
@@ -32,17 +33,17 @@ CREATE OR REPLACE MACRO top_k(feat, k) AS TABLE
 SELECT rank, token_pos, review_id, position, value, stars, review_idx FROM (
     SELECT rank::BIGINT AS rank, token_pos, review_id, position, value, stars, review_idx
     FROM top_examples
-    WHERE feature = feat AND rank <= k AND k <= 100
+    WHERE feature = feat AND rank <= k AND k <= top_materialized()
     UNION ALL
     (SELECT * FROM (
         SELECT h.rank, h.token_pos, r.review_id, t.position, h.value, r.stars, h.review_idx
         FROM (SELECT row_number() OVER (ORDER BY value DESC, token_pos) AS rank, token_pos, review_idx, value
               FROM (SELECT token_pos, review_idx, value FROM activations
-                    WHERE bucket = feat // 64 AND feature = feat
+                    WHERE bucket = bucket_of(feat) AND feature = feat
                     ORDER BY value DESC, token_pos LIMIT greatest(k, 0))) h
         JOIN reviews_native r ON r.review_idx = h.review_idx
         JOIN tokens t ON t.token_pos = h.token_pos
-    ) LIMIT CASE WHEN k > 100 THEN greatest(k, 0) ELSE 0 END)
+    ) LIMIT CASE WHEN k > top_materialized() THEN greatest(k, 0) ELSE 0 END)
 )
 ORDER BY rank;
 
@@ -50,7 +51,7 @@ ORDER BY rank;
 -- the rule of top_k_contexts: the review's tokens with position in
 -- [position - before, position + after]; left_context || token || right_context is a
 -- slice of the review's text; NULL contexts where offsets are unknown.
-CREATE OR REPLACE MACRO token_contexts(positions, before := 20, after := 10) AS TABLE
+CREATE OR REPLACE MACRO token_contexts(positions, before := default_before(), after := default_after()) AS TABLE
 WITH p AS (
     SELECT t.token_pos, t.review_idx, t.position, t.char_start, t.char_end
     FROM tokens t
@@ -71,12 +72,12 @@ FROM p
 JOIN reviews_native r ON r.review_idx = p.review_idx
 LEFT JOIN win ON win.token_pos = p.token_pos;
 
-CREATE OR REPLACE MACRO top_k_contexts(feat, k, before := 20, after := 10) AS TABLE
+CREATE OR REPLACE MACRO top_k_contexts(feat, k, before := default_before(), after := default_after()) AS TABLE
 SELECT * FROM (
     SELECT rank::BIGINT AS rank, token_pos, review_id, position, value, stars, review_idx,
            left_context, token, right_context
     FROM top_examples
-    WHERE feature = feat AND rank <= k AND k <= 100 AND before = 20 AND after = 10
+    WHERE feature = feat AND rank <= k AND k <= top_materialized() AND before = default_before() AND after = default_after()
     UNION ALL
     (SELECT * FROM (
     WITH top AS (SELECT * FROM top_k(feat, k))
@@ -85,7 +86,7 @@ SELECT * FROM (
     FROM top
     JOIN token_contexts((SELECT list(token_pos) FROM top), before := before, after := after) c
       ON c.token_pos = top.token_pos
-    ) LIMIT CASE WHEN coalesce(k <= 100 AND before = 20 AND after = 10, false) THEN 0 ELSE greatest(k, 0) END)
+    ) LIMIT CASE WHEN coalesce(k <= top_materialized() AND before = default_before() AND after = default_after(), false) THEN 0 ELSE greatest(k, 0) END)
 )
 ORDER BY rank;
 
@@ -116,14 +117,14 @@ SELECT j.stars, j.n_reviews, j.n_active_reviews,
 FROM joined j CROSS JOIN overall o
 ORDER BY j.stars;
 
--- k <= 100 reads the review's row group of review_top_features (each review's 100
--- strongest features, ranked the same way: etl.build.REVIEW_TOP); a larger k scans.
+-- k <= review_top() reads the review's row group of review_top_features (each review's
+-- review_top() strongest features, ranked the same way); a larger k scans.
 CREATE OR REPLACE MACRO review_features(rid, k) AS TABLE
 SELECT feature, max_value, n_tokens_active FROM (
     SELECT t.feature, t.max_value, t.n_tokens_active
     FROM review_top_features t
     JOIN (SELECT review_idx FROM reviews_native WHERE review_id = rid) r ON r.review_idx = t.review_idx
-    WHERE t.rank <= k AND k <= 100
+    WHERE t.rank <= k AND k <= review_top()
     UNION ALL
     (SELECT * FROM (
         SELECT a.feature, max(a.value) AS max_value, count(*) AS n_tokens_active
@@ -133,6 +134,6 @@ SELECT feature, max_value, n_tokens_active FROM (
           AND a.token_pos BETWEEN r.first_token_pos AND r.last_token_pos
         GROUP BY a.feature
         ORDER BY max_value DESC, a.feature
-    ) LIMIT CASE WHEN k > 100 THEN greatest(k, 0) ELSE 0 END)
+    ) LIMIT CASE WHEN k > review_top() THEN greatest(k, 0) ELSE 0 END)
 )
 ORDER BY max_value DESC, feature;

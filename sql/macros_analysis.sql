@@ -1,7 +1,7 @@
 -- name: macros_analysis
 -- description: Analysis macros: stars with uncertainty, honest samples, diverse top-k, spread, co-occurrence, corpus search, concentration.
--- Loaded after macros.sql (warehouse.db._macro_statements), so these may use its macros.
--- As there, a single feature is read with `bucket = feat // 64 AND feature = feat`
+-- Loaded after macros.sql (warehouse.ddl.macro_statements), so these may use its macros.
+-- As there, a single feature is read with `bucket = bucket_of(feat) AND feature = feat`
 -- (partition pruning, then row-group statistics).  Parameter names never equal a
 -- column name (`star_rating`, not `stars`), so a reader never has to wonder which wins.
 -- Statistics ranked over all features read the precomputed `feature_review_stats`
@@ -66,7 +66,7 @@ SELECT * FROM star_signal(min_reviews := 0) WHERE feature = feat;
 -- quantiles (delphi), by value then token_pos, sizes differing by at most one.
 CREATE OR REPLACE MACRO feature_interval_members(feat, intervals := 10, scheme := 'width') AS TABLE
 WITH acts AS (
-    SELECT token_pos, review_idx, value FROM activations WHERE bucket = feat // 64 AND feature = feat
+    SELECT token_pos, review_idx, value FROM activations WHERE bucket = bucket_of(feat) AND feature = feat
 ),
 top AS (SELECT max(value)::DOUBLE AS hi FROM acts)
 SELECT a.token_pos, a.review_idx, a.value,
@@ -113,7 +113,7 @@ CREATE OR REPLACE MACRO sample_key(tp, seed) AS
 -- smallest sample_key(token_pos, seed), uniform over the whole interval (not a prefix,
 -- not the top).
 CREATE OR REPLACE MACRO interval_samples(feat, n := 5, intervals := 10, scheme := 'width', seed := 0,
-                                         before := 20, after := 10) AS TABLE
+                                         before := default_before(), after := default_after()) AS TABLE
 WITH iv AS (SELECT * FROM feature_intervals(feat, intervals, scheme)),
 picked AS (
     SELECT token_pos, value, interval,
@@ -132,9 +132,9 @@ ORDER BY p.interval, p.sample;
 
 -- n random tokens the feature is not active on (uniform over all such tokens), with
 -- contexts; `review_active` says whether the feature fires elsewhere in the review.
-CREATE OR REPLACE MACRO non_activating_samples(feat, n := 5, seed := 0, before := 20, after := 10) AS TABLE
+CREATE OR REPLACE MACRO non_activating_samples(feat, n := 5, seed := 0, before := default_before(), after := default_after()) AS TABLE
 WITH act AS (
-    SELECT token_pos, review_idx FROM activations WHERE bucket = feat // 64 AND feature = feat
+    SELECT token_pos, review_idx FROM activations WHERE bucket = bucket_of(feat) AND feature = feat
 ),
 picked AS (
     SELECT t.token_pos, t.review_idx,
@@ -163,7 +163,7 @@ CREATE OR REPLACE MACRO top_k_diverse(feat, k, per_review := 1, per_business := 
 WITH acts AS (
     SELECT a.token_pos, a.review_idx, a.value, r.business_id, r.user_id
     FROM activations a JOIN reviews r ON r.review_idx = a.review_idx
-    WHERE a.bucket = feat // 64 AND a.feature = feat
+    WHERE a.bucket = bucket_of(feat) AND a.feature = feat
 ),
 r1 AS (
     SELECT * FROM acts
@@ -209,7 +209,7 @@ CREATE OR REPLACE MACRO feature_spread(feat) AS TABLE
 WITH per_review AS (
     SELECT a.review_idx, count(*) AS n_active_tokens
     FROM activations a
-    WHERE a.bucket = feat // 64 AND a.feature = feat
+    WHERE a.bucket = bucket_of(feat) AND a.feature = feat
     GROUP BY a.review_idx
 ),
 j AS (SELECT p.n_active_tokens, r.n_tokens FROM per_review p JOIN reviews r ON r.review_idx = p.review_idx),
@@ -265,7 +265,7 @@ WITH scope AS (
 ),
 mine AS (
     SELECT token_pos FROM activations
-    WHERE bucket = feat // 64 AND feature = feat
+    WHERE bucket = bucket_of(feat) AND feature = feat
       AND (star_rating IS NULL OR review_idx IN (SELECT review_idx FROM scope))
 ),
 n_mine AS (SELECT count(*) AS n FROM mine),
@@ -341,7 +341,7 @@ WITH occ AS (SELECT token_pos FROM token_matches(pat, regex)),
 n AS (SELECT count(*) AS n_occurrences FROM occ),
 hits AS (
     SELECT count(*) AS n_hits FROM activations
-    WHERE bucket = feat // 64 AND feature = feat AND token_pos IN (SELECT token_pos FROM occ)
+    WHERE bucket = bucket_of(feat) AND feature = feat AND token_pos IN (SELECT token_pos FROM occ)
 )
 SELECT f.feature, h.n_hits, n.n_occurrences, f.n_active,
        h.n_hits / nullif(n.n_occurrences, 0) AS recall,
@@ -431,7 +431,7 @@ WITH g AS (
 sizes AS (SELECT group_id, count(*) AS n_reviews FROM g WHERE group_id IS NOT NULL GROUP BY group_id),
 active AS (
     SELECT g.group_id, count(*) AS n_active_reviews
-    FROM (SELECT DISTINCT review_idx FROM activations WHERE bucket = feat // 64 AND feature = feat) a
+    FROM (SELECT DISTINCT review_idx FROM activations WHERE bucket = bucket_of(feat) AND feature = feat) a
     JOIN g ON g.review_idx = a.review_idx
     WHERE g.group_id IS NOT NULL
     GROUP BY g.group_id
@@ -494,7 +494,7 @@ ORDER BY s.feature;
 -- feature's value on every window token (0 where inactive), the max and min of those
 -- values, the index of the first max and of the position itself (qualifying token).
 -- Token text is '' where the review's tokens could not be aligned to its text.
-CREATE OR REPLACE MACRO activation_records(feat, positions, before := 20, after := 10) AS TABLE
+CREATE OR REPLACE MACRO activation_records(feat, positions, before := default_before(), after := default_after()) AS TABLE
 WITH p AS (
     SELECT token_pos, review_idx, position FROM tokens WHERE token_pos IN (SELECT unnest(positions))
 ),
@@ -507,7 +507,7 @@ w AS (
 ),
 v AS (
     SELECT token_pos, value FROM activations
-    WHERE bucket = feat // 64 AND feature = feat AND token_pos IN (SELECT token_pos FROM w)
+    WHERE bucket = bucket_of(feat) AND feature = feat AND token_pos IN (SELECT token_pos FROM w)
 ),
 wv AS (
     SELECT w.*, coalesce(v.value, 0.0::FLOAT) AS value,

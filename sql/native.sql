@@ -1,6 +1,6 @@
 -- name: native
 -- description: Native DuckDB tables for the macros' fast paths: top_examples (reviews: native_reviews.sql).
--- Made in the build (warehouse.db.load_top_examples runs this file after
+-- Made in the build (etl.build.database.load_top_examples runs this file after
 -- native_reviews.sql and before schema.sql and the macros, which read the copies).  A Parquet lookup pays for its footer on every query (13 ms for
 -- top_examples' 377 row groups, 20 ms to find one review_id among 432K reviews); a
 -- native table's blocks stay cached, its zone maps prune on the sort key and review_id
@@ -9,7 +9,7 @@
 -- its footer small and a lookup reads one row group.
 -- The copies are never written to after the build.
 
--- top_examples: each feature's 100 strongest activations with what top_k and the
+-- top_examples: each feature's top_materialized() strongest activations with what top_k and the
 -- default-window top_k_contexts return.  top_examples.parquet holds the numbers and the
 -- character offsets of the token and of its default window; the view below cuts the
 -- contexts from the text when a query reads them.  Cutting them all at build time cost
@@ -17,7 +17,7 @@
 -- times) and 110 MB of ZSTD strings; the texts cost 15 MB (5M tokens) to 150 MB (47M).
 -- review_id is not stored: the view joins it from reviews_native (20 rows: ~1 ms).
 -- top_examples_rows is the build's Arrow table of the rows top_examples.parquet holds
--- (registered by warehouse.db.load_top_examples, which runs while that file is written).
+-- (registered by etl.build.database.load_top_examples, which runs while that file is written).
 -- It is in (feature, rank) order and one scan keeps its row order (DuckDB's
 -- insertion-order guarantee), so the zone maps prune on feature.
 CREATE OR REPLACE TABLE top_examples_native AS

@@ -1,6 +1,6 @@
 -- name: native_reviews
 -- description: The native copy of the reviews, with their texts and two ART indexes.
--- The first statements of warehouse.duckdb (warehouse.db.start_database): they read only
+-- The first statements of warehouse.duckdb (etl.build.database.start_database): they read only
 -- reviews.parquet, so the build runs them beside its last Parquet writes.  Why native
 -- copies at all: see native.sql.
 

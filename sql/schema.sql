@@ -2,7 +2,7 @@
 -- description: Views over the warehouse's Parquet files.
 -- DuckDB resolves relative paths in a view against the process's working directory,
 -- so the views name each table's files by absolute path: {{files TABLE}} is rendered
--- (warehouse.db._render_schema) as the exact list of the table's files in the manifest,
+-- (warehouse.ddl.render_ddl) as the exact list of the table's files in the manifest,
 -- each quoted by warehouse.sqlfiles.sql_string_literal and glob-escaped, so a warehouse
 -- path holding `[`, `*`, `?`, `;` or `'` is read as itself, never as a pattern, and a
 -- missing file is an error ("No files found"), never a smaller answer.  DDL cannot take
@@ -33,8 +33,8 @@ SELECT * FROM read_parquet({{files feature_stars}});
 CREATE OR REPLACE VIEW feature_review_stats AS
 SELECT * FROM read_parquet({{files feature_review_stats}});
 
--- Each review's 100 strongest features (etl.build.REVIEW_TOP), ranked like
--- review_features: the macro answers k <= 100 from here.  One file per explode worker,
+-- Each review's review_top() strongest features, ranked like review_features: the macro
+-- answers k <= review_top() from here.  One file per explode worker,
 -- plus part-split.parquet for reviews split across chunks or workers.
 CREATE OR REPLACE VIEW review_top_features AS
 SELECT * FROM read_parquet({{files review_top_features}});

@@ -31,7 +31,8 @@ from typer.testing import CliRunner
 from etl.build import build_warehouse
 from etl.synth import synthesize
 from warehouse.cli import ExitCode, app
-from warehouse.db import connect, read_manifest, verify_warehouse
+from warehouse.db import connect, read_manifest
+from warehouse.verify import verify_warehouse
 
 N_LATENTS = 4096
 Z95 = 1.959963984540054

@@ -577,3 +577,36 @@ def test_negative_values_are_not_activations(tmp_path):
         con.close()
     exp = sorted(bf.activations(range(N_LATENTS)), key=lambda r: (r[2], r[0]))
     assert_rows("activations", rows, exp)
+
+
+def test_contract_constants_reach_the_sql(wh):
+    """sql/contract.sql's macros are warehouse.contract's constants, rendered at build."""
+    from warehouse import contract
+
+    _, rows = wh.q("SELECT bucket_width(), top_materialized(), review_top(), default_before(), "
+                   "default_after(), bucket_of(16751), bucket_of(0)")
+    assert rows == [(contract.BUCKET_WIDTH, contract.TOP_MATERIALIZED, contract.REVIEW_TOP,
+                     contract.DEFAULT_BEFORE, contract.DEFAULT_AFTER, contract.bucket_of(16751), 0)]
+
+
+def test_no_sql_file_repeats_a_contract_number():
+    """Bucket arithmetic, materialized sizes and the default window appear in sql/ only as
+    the macros of sql/contract.sql (a changed constant cannot leave a stale copy)."""
+    import re
+
+    from warehouse.sqlfiles import sql_dir
+
+    patterns = {
+        "bucket arithmetic": re.compile(r"//\s*\d"),
+        "a materialized size": re.compile(r"\bk\s*(<=|>|<|>=)\s*\d"),
+        "the default window": re.compile(r"\b(before|after)\s*(:=|=)\s*\d"),
+    }
+    checked = 0
+    for path in sorted(sql_dir().rglob("*.sql")):
+        if path.name == "contract.sql":
+            continue
+        checked += 1
+        code = "\n".join(line.split("--", 1)[0] for line in path.read_text().splitlines())
+        for what, pattern in patterns.items():
+            assert not pattern.search(code), f"{path.name} repeats {what}: {pattern.search(code)[0]!r}"
+    assert checked > 20

@@ -18,7 +18,8 @@ from inputs import write_inputs
 from reliability import N_LATENTS, tree_hashes
 
 from etl.build import build_warehouse
-from warehouse.db import TABLES, connect
+from warehouse.contract import TABLES
+from warehouse.db import connect
 
 VOLATILE_SUMMARY = ("warehouse", "seconds", "rows_per_second", "phase_seconds")
 

@@ -41,7 +41,7 @@ import etl.staging as staging_mod
 from etl.build import build_warehouse
 from etl.publish import republish_moved
 from etl.synth import synthesize
-from warehouse.db import verify_warehouse
+from warehouse.verify import verify_warehouse
 
 pytestmark = pytest.mark.slow
 

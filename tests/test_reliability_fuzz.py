@@ -174,7 +174,8 @@ class _Evil:
 
 
 def _check_against_bruteforce(h5, npz, target, n_latents_expected):
-    from warehouse.db import connect, verify_warehouse
+    from warehouse.db import connect
+    from warehouse.verify import verify_warehouse
 
     verify_warehouse(target, checksums=True)
     bf = BruteForce(h5, npz)

@@ -16,7 +16,8 @@ from reliability import N_LATENTS, ROOT, assert_clean_error, leftovers, saewh, s
 
 from etl.build import build_warehouse
 from etl.publish import republish_moved
-from warehouse.db import connect, database_entry, verify_warehouse
+from warehouse.db import connect
+from warehouse.verify import database_entry, verify_warehouse
 
 WAREHOUSE = 4
 
@@ -278,7 +279,7 @@ def test_damaged_parquet_page(wh, column):
     a page without a complaint (it does not check page CRCs).  verify names the file:
     by its SHA-256, and by the page's CRC where the manifest's hash was made of the
     damaged bytes; --no-checksums (footers and counts only) does not see it."""
-    from warehouse.db import file_sha256
+    from warehouse.verify import file_sha256
 
     rel = "activations/bucket=0/part-0.parquet"
     path = wh / "current" / rel

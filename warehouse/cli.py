@@ -278,7 +278,7 @@ def verify(
     """Check every file of a warehouse against its manifest: sizes, rows, checksums."""
 
     def go():
-        from warehouse.db import verify_warehouse
+        from warehouse.verify import verify_warehouse
 
         target = warehouse or default_warehouse()
         for warning in verify_warehouse(target, checksums=checksums):

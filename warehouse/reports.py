@@ -99,7 +99,7 @@ def _first_line(exc: BaseException) -> str:
 
 def load_manifest(directory: Path) -> dict:
     """manifest.json, or WarehouseError when it is unreadable or lacks `sae.n_latents`."""
-    from warehouse.db import read_manifest
+    from warehouse.snapshots import read_manifest
 
     try:
         manifest = read_manifest(directory)

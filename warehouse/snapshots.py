@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import re
 import struct
@@ -135,3 +136,8 @@ def in_use(snapshot: Path) -> bool:
         return True
     os.close(fd)  # releases the lock
     return False
+
+
+def read_manifest(directory: Path) -> dict:
+    """The manifest of the snapshot (or warehouse, through its link) `directory`."""
+    return json.loads((Path(directory) / MANIFEST).read_text())

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from warehouse.contract import sql_constant
+
 _HERE = Path(__file__).resolve().parent
 
 
@@ -115,6 +117,12 @@ def _parse_param(value: str, path: Path | None) -> Param:
             choices = tuple(c.strip() for c in constraint.split("|") if c.strip())
         else:
             raise ValueError(f"{path}: bad constraint {constraint!r} for {name}")
+    if default and default.startswith("contract."):
+        # A default that is a contract constant (`= contract.DEFAULT_BEFORE`), not a copy of it.
+        try:
+            default = sql_constant(default.removeprefix("contract."))
+        except KeyError:
+            raise ValueError(f"{path}: {name}'s default {default} is not in warehouse.contract") from None
     return Param(name, typ, default, help_ or "", lo, hi, choices)
 
 

@@ -20,8 +20,9 @@ is met, and what is only nearly"):
 
 Around them: `context` (the frozen `BuildContext` every phase reads, the work
 directory's file names, `Tuning`), `kernels` (the numpy kernels, pure functions),
-`files` (file primitives, the texts store), `schemas` (each table's Parquet schema and
-writer settings), `parallel` (forked workers), `errors`.  This module runs the phases.
+`files` (file primitives, the texts store), `database` (writing `warehouse.duckdb`),
+`parallel` (forked workers), `errors`.  What the phases write — tables, columns,
+Parquet schemas and writer settings, constants — is `warehouse.contract`.  This module runs the phases.
 """
 
 from __future__ import annotations
@@ -51,34 +52,19 @@ from etl.build.files import open_texts, texts_at, texts_to_arrow
 from etl.build.finish import BuildSummary
 from etl.build.map_reviews import ReviewMap, map_reviews
 from etl.build.parallel import Counter, release_free_memory, run_parallel, submit_held, wait_for
-from etl.build.schemas import (
-    ALIGNMENTS,
-    BUCKET_WIDTH,
-    DEFAULT_AFTER,
-    DEFAULT_BEFORE,
-    REVIEW_TOP,
-    SCHEMA_VERSION,
-    TOP_MATERIALIZED,
-)
 from etl.inputs import InputError, load_npz, open_h5, scan_h5
 from etl.progress import Progress
 from etl.publish import current_name, new_snapshot, prune, publish
 from etl.review_stats import group_codes
 from etl.staging import LockBusy, acquire_build_lock, release_lock
 from etl.tokenizer import load_tokenizer
+from warehouse.contract import BUCKET_WIDTH
 from warehouse.signals import signals_held
 from warehouse.snapshots import CURRENT, SNAPSHOTS, is_legacy
 
 __all__ = [
-    "ALIGNMENTS",
-    "BUCKET_WIDTH",
-    "DEFAULT_AFTER",
-    "DEFAULT_BEFORE",
     "DEFAULT_CHUNK_TOKENS",
     "DEFAULT_LATENTS",
-    "REVIEW_TOP",
-    "SCHEMA_VERSION",
-    "TOP_MATERIALIZED",
     "BuildError",
     "BuildSummary",
     "OutputError",
@@ -111,7 +97,7 @@ def build_warehouse(
     over the H5 (which also checks every value before anything is written).
     `tuning` sets memory and I/O granularity (`Tuning`; no output byte depends on it).
     """
-    from warehouse.db import verify_warehouse
+    from warehouse.verify import verify_warehouse
 
     started = time.perf_counter()
     target = Path(warehouse).absolute()
@@ -319,7 +305,7 @@ def _merge_and_finish(
 ) -> tuple[list[merge.MergeResult], float]:
     """Phase 3 in the workers, then phase 4's tables and database here; returns the
     buckets' results and when phase 4 started.  `runs[w]`: explode worker w's runs."""
-    from warehouse.db import finish_database, start_database
+    from etl.build.database import finish_database, start_database
 
     t0 = time.perf_counter()
     out = ctx.out
@@ -332,7 +318,7 @@ def _merge_and_finish(
     # DuckDB copies the reviews (its own thread, no GIL), and then the reviews split
     # across chunks get their top features, while the workers merge, in this
     # otherwise idle process: 0.5 s of the build's serial end at 5M tokens, 3 s
-    # at 47M, and its memory (~0.15 GB at 47M, warehouse.db._REVIEWS_CONFIG) no
+    # at 47M, and its memory (~0.15 GB at 47M, etl.build.database._REVIEWS_CONFIG) no
     # longer adds to the top examples' at the end.  Started once the pool has forked its
     # workers: a fork beside a running thread could copy a lock it holds.
     with ThreadPoolExecutor(1) as db_thread:
@@ -373,7 +359,7 @@ def _merge_and_finish(
 
 def _finish_tables(ctx: BuildContext, merged: list, db_thread: ThreadPoolExecutor, database: list) -> None:
     """Phase 4's Parquet files; the top examples also go to DuckDB (`db_thread`)."""
-    from warehouse.db import load_top_examples
+    from etl.build.database import load_top_examples
 
     out = ctx.out
     top, top_sizes = finish.top_examples_table(

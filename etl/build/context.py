@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from etl.build.parallel import Counter
-from etl.build.schemas import BUCKET_WIDTH
+from warehouse.contract import BUCKET_WIDTH
 
 if TYPE_CHECKING:
     from multiprocessing.synchronize import Event

@@ -30,17 +30,10 @@ from etl.build.kernels import (
     screen_chunk,
     sub_blocks,
 )
-from etl.build.schemas import (
-    BUCKET_WIDTH,
-    DEFAULT_AFTER,
-    DEFAULT_BEFORE,
-    REVIEW_TOP,
-    parquet_writer,
-    row_group,
-    schema,
-)
 from etl.inputs import validate_chunk
 from etl.tokenizer import load_tokenizer
+from warehouse.contract import BUCKET_WIDTH, DEFAULT_AFTER, DEFAULT_BEFORE, REVIEW_TOP
+from warehouse.contract.parquet import parquet_writer, row_group, schema
 
 
 @dataclass(frozen=True, eq=False)

@@ -187,7 +187,7 @@ def finished_file(root: Path, path: Path) -> dict:
 
 def file_entry(root: Path, path: Path) -> dict:
     """The manifest's entry for the Parquet file `path` of the snapshot `root`."""
-    from warehouse.db import file_sha256
+    from warehouse.verify import file_sha256
 
     return {
         "path": str(path.relative_to(root)),

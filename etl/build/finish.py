@@ -16,18 +16,10 @@ from etl.build.files import file_entry, gather_npy, open_texts
 from etl.build.kernels import combine_pairs, top_per_group
 from etl.build.map_reviews import ReviewMap
 from etl.build.merge import MergeResult
-from etl.build.schemas import (
-    BUCKET_WIDTH,
-    REVIEW_TOP,
-    SCHEMA_VERSION,
-    TOP_MATERIALIZED,
-    parquet_writer,
-    row_group,
-    schema,
-    write_parquet,
-)
 from etl.review_stats import review_stats_table
 from etl.staging import fingerprint
+from warehouse.contract import BUCKET_WIDTH, REVIEW_TOP, SCHEMA_VERSION, TOP_MATERIALIZED
+from warehouse.contract.parquet import parquet_writer, row_group, schema, write_parquet
 
 
 @dataclass
@@ -266,11 +258,11 @@ def write_manifest(
 ) -> None:
     """`manifest.json`; `finished` holds the entries the workers made for their files.
     `database` records `warehouse.duckdb` (size, SHA-256, stored root), so this runs once
-    the database is final (see warehouse.db.database_entry)."""
+    the database is final (see warehouse.verify.database_entry)."""
     import duckdb
     import h5py
 
-    from warehouse.db import database_entry
+    from warehouse.verify import database_entry
 
     staging = out.root
     tables = {}

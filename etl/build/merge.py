@@ -18,8 +18,9 @@ import pyarrow.parquet as pq
 from etl.build.context import SPILL_COLUMNS, BuildContext, Tuning, WorkDir, current
 from etl.build.files import finished_file, read_ranges
 from etl.build.kernels import combine_pairs, gather_index, run_segments, top_candidates, top_per_feature
-from etl.build.schemas import BUCKET_WIDTH, TOP_MATERIALIZED, parquet_writer, row_group, schema
 from etl.review_stats import bucket_review_stats, pair_stats
+from warehouse.contract import BUCKET_WIDTH, TOP_MATERIALIZED
+from warehouse.contract.parquet import parquet_writer, row_group, schema
 
 
 @dataclass(frozen=True, eq=False)

@@ -3,8 +3,8 @@
 -- param: feature INTEGER -- feature id, in [0, n_latents)
 -- param: k INTEGER(1..100) = 10 -- number of top examples
 -- param: bins INTEGER(1..200) = 20 -- histogram bins
--- param: before INTEGER(0..1000) = 20 -- context tokens before the active token
--- param: after INTEGER(0..1000) = 10 -- context tokens after the active token
+-- param: before INTEGER(0..1000) = contract.DEFAULT_BEFORE -- context tokens before the active token
+-- param: after INTEGER(0..1000) = contract.DEFAULT_AFTER -- context tokens after the active token
 -- Four result sets (sections): summary, histogram, stars, examples.
 
 -- statement: summary -- the feature's statistics (quantiles of its nonzero activations)
@@ -15,7 +15,7 @@ WITH q AS (
            quantile_disc(value, 0.9) AS p90,
            quantile_disc(value, 0.99) AS p99
     FROM activations
-    WHERE bucket = $feature // 64 AND feature = $feature
+    WHERE bucket = bucket_of($feature) AND feature = $feature
 )
 SELECT f.feature, f.n_active, f.n_reviews, f.density, f.review_density,
        f.max_value, f.mean_value, q.min_value, q.p50, q.p90, q.p99
@@ -27,7 +27,7 @@ WHERE f.feature = $feature;
 WITH acts AS (
     SELECT value::DOUBLE AS value
     FROM activations
-    WHERE bucket = $feature // 64 AND feature = $feature
+    WHERE bucket = bucket_of($feature) AND feature = $feature
 ),
 span AS (
     SELECT least(min(value), 0.0) AS lo, max(value) AS hi FROM acts

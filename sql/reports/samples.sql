@@ -5,8 +5,8 @@
 -- param: intervals INTEGER(1..100) = 10 -- number of intervals
 -- param: n INTEGER(1..1000) = 5 -- random examples per interval (and non-activating examples)
 -- param: seed INTEGER = 0 -- sampling seed: the same seed gives the same samples
--- param: before INTEGER(0..1000) = 20 -- context tokens before the token
--- param: after INTEGER(0..1000) = 10 -- context tokens after the token
+-- param: before INTEGER(0..1000) = contract.DEFAULT_BEFORE -- context tokens before the token
+-- param: after INTEGER(0..1000) = contract.DEFAULT_AFTER -- context tokens after the token
 -- Three sections: intervals (bounds, count and share of the activations), examples
 -- (n random members of each interval: the smallest sample_key(token_pos, seed),
 -- uniform over the whole interval) and non-activating (n random tokens the feature does not

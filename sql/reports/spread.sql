@@ -15,7 +15,7 @@ SELECT * FROM feature_spread($feature);
 WITH per_review AS (
     SELECT review_idx, count(*) AS n_active_tokens
     FROM activations
-    WHERE bucket = $feature // 64 AND feature = $feature
+    WHERE bucket = bucket_of($feature) AND feature = $feature
     GROUP BY review_idx
 )
 SELECT n_active_tokens, count(*) AS n_reviews, count(*) / sum(count(*)) OVER () AS frac_reviews

@@ -5,8 +5,8 @@
 -- param: per_review INTEGER(1..) = 1 -- at most this many per review
 -- param: per_business INTEGER(1..) = NULL -- at most this many per business (default: no limit)
 -- param: per_user INTEGER(1..) = NULL -- at most this many per user (default: no limit)
--- param: before INTEGER(0..1000) = 20 -- context tokens before the active token
--- param: after INTEGER(0..1000) = 10 -- context tokens after the active token
+-- param: before INTEGER(0..1000) = contract.DEFAULT_BEFORE -- context tokens before the active token
+-- param: after INTEGER(0..1000) = contract.DEFAULT_AFTER -- context tokens after the active token
 -- The macro top_k_diverse: ranked by value (ties by token_pos), the caps applied in
 -- the order review, business, user, each to the survivors of the previous one.
 WITH top AS (

@@ -1,8 +1,6 @@
-"""What the build writes: the layout constants, and per table its Parquet schema and
-writer settings (one table of them; every writer is made by `parquet_writer`).
-
-sql/macros.sql and warehouse/db.py repeat some of these constants (issue 14: one home
-for the contract, read by both sides, is still to come).
+"""Each table's Parquet schema and writer settings (one table of them, `LAYOUTS`; every
+writer the build makes comes from `parquet_writer`).  Part of the contract
+(warehouse.contract): the build writes these, `saewh verify` checks them.
 """
 
 from __future__ import annotations
@@ -12,16 +10,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-BUCKET_WIDTH = 64  # features per partition; the SQL macros use the same constant
-TOP_MATERIALIZED = 100  # top examples precomputed per feature; sql/macros.sql agrees
-SCHEMA_VERSION = 5  # 2: review_top_features, top_examples contexts, native copies
-# 3: top_examples' contexts only in warehouse.duckdb (the Parquet file holds offsets)
-# 4: contexts cut by the top_examples view; reviews_native holds the texts
-# 5: immutable snapshots under WH/snapshots/, published through WH/current
-REVIEW_TOP = 100  # strongest features materialized per review; sql/macros.sql agrees
-DEFAULT_BEFORE, DEFAULT_AFTER = 20, 10  # top_k_contexts' default window, materialized
-ALIGNMENTS = ("exact", "truncated", "mismatch", "no_tokens", "no_text")
 
 # Settings every writer below shares: an option meant for every table goes here, once
 # (any option added changes the files' bytes).  Page checksums: DuckDB reads without
