@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
+from warehouse.api import Warehouse
 from warehouse.errors import ExitCode, exit_code_of, one_line
 from warehouse.sqlfiles import Param, SqlFile
 
@@ -278,12 +279,10 @@ def verify(
     """Check every file of a warehouse against its manifest: sizes, rows, checksums."""
 
     def go():
-        from warehouse.verify import verify_warehouse
-
-        target = warehouse or default_warehouse()
-        for warning in verify_warehouse(target, checksums=checksums):
+        wh = Warehouse(warehouse or default_warehouse())
+        for warning in wh.verify(checksums=checksums):
             typer.echo(f"saewh: warning: {warning}", err=True)
-        typer.echo(f"{Path(target).absolute()}: ok", err=True)
+        typer.echo(f"{wh.path}: ok", err=True)
 
     run_guarded(go)
 
@@ -440,26 +439,11 @@ def info(
     """What the warehouse holds: inputs, SAE shape, row counts and sizes, versions."""
 
     def go():
-        from warehouse.db import check_directory
-        from warehouse.reports import load_manifest
-
-        directory = check_directory(warehouse or default_warehouse())
-        manifest = load_manifest(directory)
-        sizes = {
-            table: {
-                "rows": sum(f["rows"] for f in files),
-                "bytes": sum(f["bytes"] for f in files),
-                "files": len(files),
-            }
-            for table, files in manifest.get("files", {}).items()
-        }
+        facts = Warehouse(warehouse or default_warehouse()).info()
         if as_json or _choice(fmt) == "json":
-            out = {k: v for k, v in manifest.items() if k != "files"}
-            out["tables"] = sizes
-            out["directory"] = str(directory)
-            _emit(json.dumps(out, indent=2) + "\n", None)
+            _emit(json.dumps(facts, indent=2) + "\n", None)
             return
-        _emit(_info_text(directory, manifest, sizes), None)
+        _emit(_info_text(facts), None)
 
     run_guarded(go)
 
@@ -473,9 +457,10 @@ def _human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def _info_text(directory: Path, manifest: dict, sizes: dict) -> str:
+def _info_text(manifest: dict) -> str:
     from warehouse.render import render_table
 
+    directory, sizes = manifest["directory"], manifest["tables"]
     summary = manifest.get("summary", {})
     sae = manifest.get("sae", {})
     inputs = manifest.get("inputs", {})
@@ -535,12 +520,9 @@ def sql(
     chosen = _choose_format(fmt, as_csv, as_json, output, csv_safe)
 
     def go():
-        from warehouse.reports import run_query
-
         text = sys.stdin.read() if query == "-" else query
-        with run_query(
-            warehouse or default_warehouse(), text, arrow=chosen == "parquet", read_files=tuple(read or ())
-        ) as result:
+        wh = Warehouse(warehouse or default_warehouse())
+        with wh.sql(text, arrow=chosen == "parquet", read_files=tuple(read or ())) as result:
             _write_result(result, chosen, output, title="saewh sql", subtitle=text, what="the query",
                           max_rows=max_rows, csv_safe=csv_safe)
 
@@ -617,11 +599,8 @@ def _report_command(rep: SqlFile) -> Callable[..., None]:
         )
 
         def go():
-            from warehouse.reports import run_report
-
-            with run_report(
-                rep, warehouse or default_warehouse(), kwargs, sections, arrow=chosen == "parquet"
-            ) as result:
+            wh = Warehouse(warehouse or default_warehouse())
+            with wh.report(rep.name, sections=sections, arrow=chosen == "parquet", **kwargs) as result:
                 _write_result(
                     result,
                     chosen,

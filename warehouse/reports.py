@@ -211,6 +211,31 @@ class Result:
         for st in self._statements:
             yield _run_statement(self._con, st, self._values, self._arrow)
 
+    def _only_section(self) -> Section:
+        if len(self._statements) != 1:
+            raise UsageError(f"{len(self._statements)} sections ({', '.join(self.names)}): "
+                             "read them with sections(), or choose one with sections=[...]")
+        return next(self.sections())
+
+    def fetchall(self) -> list[tuple]:
+        """Every row of the only section (a query, or a report of one statement or with
+        one chosen), in memory: for large results read `sections()` chunk by chunk."""
+        section = self._only_section()
+        if section.arrow is not None:
+            return [tuple(row.values()) for row in section.arrow.read_all().to_pylist()]
+        return [row for chunk in section.chunks() for row in chunk]
+
+    def to_arrow(self) -> Any:
+        """The only section as a pyarrow Table (opened with `arrow=True` it is read as Arrow
+        batches; otherwise converted from the rows)."""
+        import pyarrow as pa
+
+        section = self._only_section()
+        if section.arrow is not None:
+            return section.arrow.read_all()
+        rows = [row for chunk in section.chunks() for row in chunk]
+        return pa.table({c: [r[i] for r in rows] for i, c in enumerate(section.columns)})
+
     def interrupt(self) -> None:
         self._con.interrupt()
 
