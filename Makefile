@@ -6,7 +6,7 @@ SOURCES := pyproject.toml $(wildcard etl/*.py etl/build/*.py warehouse/*.py sql/
 DEMO ?= .demo
 DEMO_REVIEWS ?= 2000
 
-.PHONY: install demo test lint clean bench bench-full bench-stream
+.PHONY: install demo test lint clean bench bench-full bench-stream bench-compare
 
 $(BIN)/saewh: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,3 +51,11 @@ lint: install
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info
+
+# This tree's build against an earlier commit's, alternating on make bench's input:
+# Parquet checksums (same output?) and the median build time and peak RSS, as a ratio.
+# BASE: the commit before the change measured (default: before the build's restructuring).
+BASE ?= ce9f81f~1
+bench-compare: install
+	$(BIN)/python -m bench.compare --baseline $(BASE) --tokens 5M --repeats 3 \
+		--out bench/results/compare.json

@@ -406,17 +406,26 @@ def cli_timings(wh: Path, feature: int, repeats: int) -> dict:
 # --------------------------------------------------------------------------- report
 
 
-def summarize(res: dict) -> list[tuple[str, str, str, str]]:
-    """(measure, value, target, verdict) rows."""
+Row = tuple[str, str, str, str]
+
+
+def _ms(x: float) -> str:
+    return f"{x * 1e3:,.1f} ms"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "NOT met")
+
+
+def summarize(res: dict) -> list[Row]:
+    """(measure, value, target, verdict) rows: the build, the queries, the CLI."""
     full = res["input"]["n_tokens"] >= 40_000_000
-    rows = []
+    return _build_rows(res, full) + _query_rows(res, full) + _cli_rows(res)
 
-    def ms(x: float) -> str:
-        return f"{x * 1e3:,.1f} ms"
 
-    def verdict(ok: bool | None) -> str:
-        return "n/a" if ok is None else ("met" if ok else "NOT met")
-
+def _build_rows(res: dict, full: bool) -> list[Row]:
+    rows: list[Row] = []
+    t = TARGETS
     b = res["build"]
     t = TARGETS
     rows.append(
@@ -424,7 +433,7 @@ def summarize(res: dict) -> list[tuple[str, str, str, str]]:
             "build wall (cpu)",
             f"{b['wall_s']:,.1f} s ({b['cpu_s']:,.0f} cpu-s)",
             "<= 480 s at full size" if full else "-",
-            verdict(b["wall_s"] <= t["build_seconds_full"]) if full else "-",
+            _verdict(b["wall_s"] <= t["build_seconds_full"]) if full else "-",
         )
     )
     rows.append(
@@ -432,7 +441,7 @@ def summarize(res: dict) -> list[tuple[str, str, str, str]]:
             "build rows/s",
             f"{b['rows_per_s'] / 1e6:,.2f} M/s",
             ">= 8 M/s at 5M tokens",
-            "-" if full else verdict(b["rows_per_s"] >= t["build_rows_per_s_5M"]),
+            "-" if full else _verdict(b["rows_per_s"] >= t["build_rows_per_s_5M"]),
         )
     )
     phases = b.get("phase_seconds") or {}
@@ -450,7 +459,7 @@ def summarize(res: dict) -> list[tuple[str, str, str, str]]:
             "peak RSS largest process",
             f"{b['peak_rss_largest_process_bytes'] / 2**30:,.2f} GiB",
             "<= 2 GiB",
-            verdict(b["peak_rss_largest_process_bytes"] <= t["peak_rss_bytes"]),
+            _verdict(b["peak_rss_largest_process_bytes"] <= t["peak_rss_bytes"]),
         )
     )
     rows.append(
@@ -471,9 +480,15 @@ def summarize(res: dict) -> list[tuple[str, str, str, str]]:
             "warehouse / H5 size",
             f"{s['warehouse_bytes'] / 2**30:,.2f} / {s['h5_bytes'] / 2**30:,.2f} GiB = {s['ratio']:.2f}x",
             "<= 0.75x",
-            verdict(s["ratio"] <= t["size_ratio"]),
+            _verdict(s["ratio"] <= t["size_ratio"]),
         )
     )
+    return rows
+
+
+def _query_rows(res: dict, full: bool) -> list[Row]:
+    rows: list[Row] = []
+    t = TARGETS
     ref = res["reference_loop"]
     rows.append(
         (
@@ -492,9 +507,9 @@ def summarize(res: dict) -> list[tuple[str, str, str, str]]:
         rows.append(
             (
                 f"top_k_contexts {label} ({f['feature']}, {f['n_active']:,} active)",
-                ms(qt),
+                _ms(qt),
                 f"<= {limit:.0f} ms",
-                verdict(qt * 1e3 <= limit),
+                _verdict(qt * 1e3 <= limit),
             )
         )
         rows.append(
@@ -502,7 +517,7 @@ def summarize(res: dict) -> list[tuple[str, str, str, str]]:
                 f"  vs numpy H5 scan ({scan:,.2f} s)",
                 f"{scan / qt:,.0f}x",
                 ">= 1,000x",
-                verdict(scan / qt >= t["ratio_vs_scan"]) if full else "- (target at full size)",
+                _verdict(scan / qt >= t["ratio_vs_scan"]) if full else "- (target at full size)",
             )
         )
         rows.append(
@@ -510,19 +525,19 @@ def summarize(res: dict) -> list[tuple[str, str, str, str]]:
                 "  vs reference loop",
                 f"{ref['extrapolated_s'] / qt:,.0f}x",
                 ">= 10,000x",
-                verdict(ref["extrapolated_s"] / qt >= t["ratio_vs_reference"])
+                _verdict(ref["extrapolated_s"] / qt >= t["ratio_vs_reference"])
                 if full
                 else "- (target at full size)",
             )
         )
     fbs = max(w[f"feature_by_stars_{label}"]["median_s"] for label in ("rare", "median", "densest"))
-    rows.append(("feature_by_stars (slowest of 3)", ms(fbs), "<= 100 ms", verdict(fbs * 1e3 <= 100)))
+    rows.append(("feature_by_stars (slowest of 3)", _ms(fbs), "<= 100 ms", _verdict(fbs * 1e3 <= 100)))
     rf = w["review_features"]["median_s"]
-    rows.append(("review_features(R, 20)", ms(rf), "<= 100 ms", verdict(rf * 1e3 <= 100)))
+    rows.append(("review_features(R, 20)", _ms(rf), "<= 100 ms", _verdict(rf * 1e3 <= 100)))
     rows.append(
         (
             "top_k_contexts, window 5/5 (general path)",
-            ms(w["top_k_contexts_window_5_5_median"]["median_s"]),
+            _ms(w["top_k_contexts_window_5_5_median"]["median_s"]),
             "",
             "",
         )
@@ -533,19 +548,24 @@ def summarize(res: dict) -> list[tuple[str, str, str, str]]:
             "GROUP BY feature: view / plain scan",
             f"{gv:,.2f} s / {gp:,.2f} s = {gv / gp:.2f}x",
             "<= 2x",
-            verdict(gv / gp <= t["groupby_vs_plain"]),
+            _verdict(gv / gp <= t["groupby_vs_plain"]),
         )
     )
+    return rows
+
+
+def _cli_rows(res: dict) -> list[Row]:
+    rows: list[Row] = []
     c = res["cli"]
     rows.append(
-        ("saewh --help", ms(c["help"]["median_s"]), "<= 300 ms", verdict(c["help"]["median_s"] <= 0.3))
+        ("saewh --help", _ms(c["help"]["median_s"]), "<= 300 ms", _verdict(c["help"]["median_s"] <= 0.3))
     )
     rows.append(
         (
             "saewh report top-k (end to end)",
-            ms(c["report_top_k"]["median_s"]),
+            _ms(c["report_top_k"]["median_s"]),
             "<= 1 s",
-            verdict(c["report_top_k"]["median_s"] <= 1.0),
+            _verdict(c["report_top_k"]["median_s"] <= 1.0),
         )
     )
     return rows

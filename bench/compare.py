@@ -1,0 +1,158 @@
+"""The build of this tree against the build of an earlier commit, side by side in one run.
+
+    python -m bench.compare --baseline ce9f81f~1 --tokens 5M --repeats 3    # make bench-compare
+
+For a change meant to leave the output alone (a restructuring), it answers both
+questions at once, on the same cached input (`make bench`'s, under .bench/inputs):
+
+- is the output the same?  The SHA-256 of every Parquet file of the two warehouses,
+  by path inside the snapshot (the manifest and `warehouse.duckdb` carry dates and
+  paths, so they differ by design);
+- is it slower?  Builds alternate (baseline, current, baseline, ...) so both see the
+  same machine load; it prints each side's median wall time and peak RSS (of the
+  largest process, from `os.wait4`) and their ratio.
+
+The baseline runs from `git archive` of its etl/, warehouse/ and sql/ on this
+interpreter (the dependencies are the same), like bench/stream.py's old code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from bench.run import (
+    CACHE,
+    ROOT,
+    TOKENS_PER_REVIEW,
+    ensure_inputs,
+    git_commit,
+    log,
+    parse_count,
+    saewh_command,
+)
+
+
+def archived_saewh(commit: str) -> tuple[list[str], str]:
+    """The CLI as it was at `commit` (its etl/, warehouse/, sql/), and the full hash."""
+    full = subprocess.run(["git", "-C", str(ROOT), "rev-parse", commit], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    root = CACHE / f"tree-{full[:12]}"
+    if not (root / "warehouse" / "cli.py").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile() as fh:
+            subprocess.run(["git", "-C", str(ROOT), "archive", full, "etl", "warehouse", "sql"], stdout=fh,
+                           check=True)
+            fh.seek(0)
+            with tarfile.open(fileobj=fh) as tar:
+                tar.extractall(root, filter="data")
+    code = f"import sys; sys.path.insert(0, {str(root)!r}); from warehouse.cli import app; app()"
+    return [sys.executable, "-c", code], full
+
+
+def timed_build(cli: list[str], h5: Path, npz: Path, wh: Path, workers: int) -> dict:
+    shutil.rmtree(wh, ignore_errors=True)
+    cmd = [*cli, "build", "--h5", str(h5), "--npz", str(npz), "--warehouse", str(wh),
+           "--workers", str(workers)]
+    with tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            raise SystemExit(f"build failed: {' '.join(cmd)}\n{err.read()[-2000:]}")
+    # ru_maxrss of the children is the largest process's peak (the build or a worker).
+    return {"seconds": wall, "peak_rss_bytes": usage.ru_maxrss * 1024}
+
+
+def parquet_checksums(wh: Path) -> dict[str, str]:
+    """SHA-256 of every Parquet file of the warehouse's current snapshot, by relative path."""
+    snapshot = (wh / "current").resolve() if (wh / "current").exists() else wh
+    out = {}
+    for path in sorted(snapshot.rglob("*.parquet")):
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 22):
+                h.update(block)
+        out[str(path.relative_to(snapshot))] = h.hexdigest()
+    return out
+
+
+def compare(baseline: str, n_reviews: int, seed: int, workers: int, repeats: int) -> dict:
+    h5, npz, _ = ensure_inputs(n_reviews, seed)
+    old_cli, old_commit = archived_saewh(baseline)
+    sides = {"baseline": old_cli, "current": saewh_command()}
+    runs: dict[str, list[dict]] = {name: [] for name in sides}
+    for i in range(repeats):
+        for name, cli in sides.items():
+            log(f"build {i + 1}/{repeats}: {name}")
+            runs[name].append(timed_build(cli, h5, npz, CACHE / f"compare-{name}", workers))
+    checksums = {name: parquet_checksums(CACHE / f"compare-{name}") for name in sides}
+    same = checksums["baseline"] == checksums["current"]
+    differing = sorted(p for p in set(checksums["baseline"]) | set(checksums["current"])
+                       if checksums["baseline"].get(p) != checksums["current"].get(p))
+    median = {name: statistics.median(r["seconds"] for r in rs) for name, rs in runs.items()}
+    peak = {name: max(r["peak_rss_bytes"] for r in rs) for name, rs in runs.items()}
+    return {
+        "command": "python -m bench.compare " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load_average": os.getloadavg(),
+        "baseline": {"ref": baseline, "commit": old_commit},
+        "current": {"commit": git_commit()},
+        "input": {"reviews": n_reviews, "seed": seed, "h5": str(h5)},
+        "runs": runs,
+        "median_seconds": median,
+        "peak_rss_bytes": peak,
+        "time_ratio_current_over_baseline": median["current"] / median["baseline"],
+        "parquet_files": len(checksums["current"]),
+        "parquet_identical": same,
+        "parquet_differing": differing[:20],
+    }
+
+
+def print_summary(res: dict) -> None:
+    gib = 2**30
+    m, p = res["median_seconds"], res["peak_rss_bytes"]
+    print(f"baseline {res['baseline']['commit'][:9]} vs current {res['current']['commit'][:9]}, "
+          f"{res['input']['reviews']:,} reviews, {len(res['runs']['current'])} builds each, alternating")
+    print(f"{'':10} {'median s':>9} {'peak RSS':>10}")
+    for name in ("baseline", "current"):
+        print(f"{name:10} {m[name]:9.2f} {p[name] / gib:8.2f} GiB")
+    print(f"time ratio current/baseline: {res['time_ratio_current_over_baseline']:.3f}")
+    verdict = "identical" if res["parquet_identical"] else f"DIFFERENT: {res['parquet_differing']}"
+    print(f"Parquet files: {res['parquet_files']}, {verdict}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--baseline", required=True, help="a commit (e.g. the one before a change)")
+    ap.add_argument("--tokens", default="5M", help="approximate input size (default 5M: make bench's)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args(argv)
+    n_reviews = -(-parse_count(a.tokens) // TOKENS_PER_REVIEW)
+    res = compare(a.baseline, n_reviews, a.seed, a.workers, a.repeats)
+    print_summary(res)
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(res, indent=2) + "\n")
+        log(f"wrote {a.out}")
+    if not res["parquet_identical"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
