@@ -364,15 +364,23 @@ m AS (
     FROM all_m QUALIFY review_rank <= k
 ),
 n AS (SELECT count(*) AS n_matching FROM all_m),
-acts AS (
-    SELECT a.review_idx, a.feature, max(a.value) AS max_value, count(*) AS n_tokens_active
-    FROM activations a JOIN m ON m.review_idx = a.review_idx
-     AND a.token_pos BETWEEN m.first_token_pos AND m.last_token_pos
-    GROUP BY a.review_idx, a.feature
-),
+-- n_features <= review_top() reads the listed reviews' rows of review_top_features
+-- (ranked the same way); more takes the general path, under the LIMIT that removes its
+-- plan when not taken (as top_k and review_features do).
 ranked AS (
-    SELECT *, row_number() OVER (PARTITION BY review_idx ORDER BY max_value DESC, feature) AS feature_rank
-    FROM acts QUALIFY feature_rank <= n_features
+    SELECT t.review_idx, t.feature, t.max_value, t.n_tokens_active, t.rank::BIGINT AS feature_rank
+    FROM review_top_features t JOIN m ON m.review_idx = t.review_idx
+    WHERE t.rank <= n_features AND n_features <= review_top()
+    UNION ALL
+    (SELECT * FROM (
+        SELECT *, row_number() OVER (PARTITION BY review_idx ORDER BY max_value DESC, feature) AS feature_rank
+        FROM (
+            SELECT a.review_idx, a.feature, max(a.value) AS max_value, count(*) AS n_tokens_active
+            FROM activations a JOIN m ON m.review_idx = a.review_idx
+             AND a.token_pos BETWEEN m.first_token_pos AND m.last_token_pos
+            GROUP BY a.review_idx, a.feature
+        ) QUALIFY feature_rank <= n_features
+    ) LIMIT CASE WHEN n_features > review_top() THEN greatest(k, 0) * greatest(n_features, 0) ELSE 0 END)
 )
 SELECT m.review_rank, m.review_id, m.stars, n.n_matching,
        substring(m.text, greatest(strpos(m.text, regexp_extract(m.text, pat)) - 40, 1),

@@ -715,18 +715,24 @@ def test_text_search_matches_python(wh):
     o = wh.o
     con = wh.con
     texts = con.execute("SELECT review_idx, text FROM reviews ORDER BY review_idx").fetchall()
-    for pattern in ("(?i)salsa", "tacos", "zzz-no-such-text"):
+    from warehouse.contract import REVIEW_TOP
+
+    # n_features <= REVIEW_TOP reads review_top_features; more takes the general path.
+    cases = [(p, n) for p in ("(?i)salsa", "tacos", "zzz-no-such-text") for n in (3, REVIEW_TOP + 1)]
+    for pattern, n_features in cases:
         py = pattern.replace("(?i)", "")
         flags = re.I if pattern.startswith("(?i)") else 0
         matching = [i for i, t in texts if t is not None and o.has_tokens[i] and re.search(py, t, flags)]
-        got = wh.rows("SELECT * FROM text_search($p, k := 4, n_features := 3)", {"p": pattern})
+        got = wh.rows("SELECT * FROM text_search($p, k := 4, n_features := $n)",
+                      {"p": pattern, "n": n_features})
         listed = list(dict.fromkeys(r["review_id"] for r in got))
         assert listed == [o.review_ids[i] for i in matching[:4]]
         for r in got:
             assert r["n_matching"] == len(matching)
             i = o.review_ids.index(r["review_id"])
             m = o.M[:, i]
-            top = sorted(np.flatnonzero(m).tolist(), key=lambda g: (-m[g], g))[:3]
+            top = sorted(np.flatnonzero(m).tolist(), key=lambda g: (-m[g], g))[:n_features]
+            assert len([x for x in got if x["review_id"] == r["review_id"]]) == max(len(top), 1)
             if r["feature"] is None:
                 assert not m.any()
                 continue

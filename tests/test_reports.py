@@ -216,6 +216,11 @@ def test_multi_section_formats(wh):
     assert list(two) == ["summary", "stars"]
     err = fail([*base, "--csv"], ExitCode.USAGE)
     assert "--section" in err
+    # Refused before the warehouse is opened (no query runs): a missing warehouse is
+    # not even looked at.
+    missing = ["report", "text-search", "--pattern", "salsa", "-w", str(wh["dir"]) + "-nowhere"]
+    assert "--section" in fail([*missing, "--csv"], ExitCode.USAGE)
+    fail([*missing, "--json"], ExitCode.WAREHOUSE)
 
 
 def test_parquet_output(wh, tmp_path):

@@ -366,6 +366,15 @@ def _emit(text: str, output: Path | None) -> None:
         raise
 
 
+def _check_one_section(fmt: str, names: list[str], what: str) -> None:
+    """csv and parquet hold one result set: refuse several before any query runs."""
+    if fmt in ("csv", "parquet") and len(names) > 1:
+        raise fail(
+            f"{what} has several sections ({', '.join(names)}); {fmt} holds one: choose it with --section",
+            ExitCode.USAGE,
+        )
+
+
 def _write_result(
     result: Any,
     fmt: str,
@@ -383,11 +392,7 @@ def _write_result(
     from warehouse.reports import run_interruptible
 
     names = result.names
-    if fmt in ("csv", "parquet") and len(names) > 1:
-        raise fail(
-            f"{what} has several sections ({', '.join(names)}); {fmt} holds one: choose it with --section",
-            ExitCode.USAGE,
-        )
+    _check_one_section(fmt, names, what)
     out = _open_output(output)
     color = fmt == "table" and output is None and use_color(sys.stdout)
 
@@ -597,6 +602,10 @@ def _report_command(rep: SqlFile) -> Callable[..., None]:
         chosen = _choose_format(
             kwargs.pop("fmt"), kwargs.pop("as_csv"), kwargs.pop("as_json"), output, csv_safe
         )
+
+        # Checked before the warehouse is opened (Warehouse.report validates the options
+        # before it opens it too): a usage error must not wait for a query.
+        _check_one_section(chosen, sections or section_names, f"the {rep.name} report")
 
         def go():
             wh = Warehouse(warehouse or default_warehouse())
