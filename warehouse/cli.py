@@ -744,16 +744,24 @@ export_app = _command_group(
     "export", "Export a feature's dashboard data (Neuronpedia / SAEDashboard JSON) or every feature's stats."
 )
 
-ExportFormat = enum.Enum("ExportFormat", {f: f for f in ("neuronpedia", "saedashboard")}, type=str)
+ExportFormat = enum.Enum(
+    "ExportFormat", {f: f for f in ("neuronpedia", "saedashboard", "neuronpedia-import")}, type=str
+)
 _NEURONPEDIA = ExportFormat("neuronpedia")
 
 
 @export_app.command("feature")
 def export_feature(
-    feature: Annotated[int, typer.Option(help="Feature id, in [0, n_latents).")],
+    feature: Annotated[
+        list[int], typer.Option(help="Feature id, in [0, n_latents); repeat for several (not neuronpedia).")
+    ],
     fmt: Annotated[
         ExportFormat,
-        typer.Option("--format", "-f", help="neuronpedia (a feature) or saedashboard (a batch)."),
+        typer.Option(
+            "--format", "-f",
+            help="neuronpedia (one feature, as its API serves it), saedashboard (a batch-N.json), "
+            "neuronpedia-import (Neuronpedia's import tables, written under -o DIR).",
+        ),
     ] = _NEURONPEDIA,
     k: Annotated[int, typer.Option(min=0, max=100, help="Top activations.")] = 20,
     intervals: Annotated[int, typer.Option(min=1, max=100, help="Equal-width intervals sampled.")] = 10,
@@ -762,24 +770,44 @@ def export_feature(
     before: Annotated[int, typer.Option(min=0, max=1000, help="Window tokens before the token.")] = 20,
     after: Annotated[int, typer.Option(min=0, max=1000, help="Window tokens after the token.")] = 10,
     bins: Annotated[int, typer.Option(min=1, max=1000, help="Activation histogram bins.")] = 50,
-    model_id: Annotated[str, typer.Option(help="modelId / model_id in the JSON.")] = "sae-warehouse",
-    layer: Annotated[str, typer.Option(help="layer: Neuronpedia source id (saedashboard: integer).")] = "0",
-    sae_set: Annotated[str, typer.Option(help="sae_set of the saedashboard batch.")] = "sae-warehouse",
+    model: Annotated[str, typer.Option(help="Neuronpedia model id (modelId / model_id).")] = "gpt2-small",
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="Neuronpedia source id LAYER-SET[__SUFFIX] (SAEDashboard's layer, sae_set, sae_id_suffix); "
+            "default 0-res-<width>, e.g. 0-res-24k.",
+            show_default=False,
+        ),
+    ] = None,
+    creator_id: Annotated[
+        str, typer.Option(help="Neuronpedia creatorId of the rows (your user id on the importing instance).")
+    ] = "clkht01d40000jv08hvalcvly",
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="Dataset name (dataset / dataSource); default: the NPZ's file name.",
+                     show_default=False),
+    ] = None,
     warehouse: WarehouseOpt = None,
-    output: OutputOpt = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to this file (JSON) or directory (neuronpedia-import)."),
+    ] = None,
 ) -> None:
-    """A feature's dashboard data as JSON: top activations and interval samples as activation records."""
+    """Features' dashboard data for Neuronpedia / SAEDashboard: top activations and interval samples."""
 
     def go():
-        from warehouse.export import export_feature as export
+        from warehouse.export import export_features
 
-        text = export(
+        chosen = _choice(fmt)
+        text = export_features(
             warehouse or default_warehouse(),
-            feature,
-            _choice(fmt),
-            model_id=model_id,
-            layer=layer,
-            sae_set=sae_set,
+            list(feature),
+            chosen,
+            model=model,
+            source=source,
+            creator_id=creator_id,
+            dataset=dataset,
+            output=output,
             k=k,
             intervals=intervals,
             n=n,
@@ -788,7 +816,10 @@ def export_feature(
             after=after,
             bins=bins,
         )
-        _emit(text, output)
+        if chosen == "neuronpedia-import":
+            sys.stderr.write(f"saewh: wrote {text}")  # a note: the data is the directory
+        else:
+            _emit(text, output)
 
     run_guarded(go)
 
