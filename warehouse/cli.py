@@ -10,6 +10,7 @@ import enum
 import inspect
 import json
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -648,6 +649,14 @@ def _command_line(rep: SqlFile, values: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _report_title(rep: SqlFile, values: dict[str, Any]) -> str:
+    """The page title: the report's `-- title:` with its `$params` filled in (a page
+    named after what it shows), else the command line."""
+    if not rep.title:
+        return _command_line(rep, values)
+    return re.sub(r"\$(\w+)", lambda m: str(values.get(m.group(1), m.group(0))), rep.title)
+
+
 def _report_command(rep: SqlFile) -> Callable[..., None]:
     multi = len(rep.statements) > 1
     section_names = [st.name for st in rep.statements]
@@ -674,8 +683,9 @@ def _report_command(rep: SqlFile) -> Callable[..., None]:
                     result,
                     chosen,
                     output,
-                    title=_command_line(rep, kwargs),
-                    subtitle=rep.description,
+                    title=_report_title(rep, kwargs),
+                    subtitle=(f"{_command_line(rep, kwargs)} — {rep.description}" if rep.title
+                              else rep.description),
                     what=f"the {rep.name} report",
                     max_rows=max_rows,
                     csv_safe=csv_safe,
