@@ -25,6 +25,27 @@ from warehouse.sqlfiles import Param, SqlFile
 T = TypeVar("T")
 
 
+def _flags_as_flags() -> None:
+    """Typer 0.29's help lists a flag (`--csv`, `--help`) with a `<bool>` type, as if it
+    took a value: show flags without one (every other option keeps its type)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_saewh", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._saewh = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_as_flags()
+
+
 class _OneLineErrorGroup(TyperGroup):
     """Usage errors (bad option values, unknown options) as one line on stderr, exit 2.
 
@@ -469,11 +490,18 @@ def _write_result(
         raise
     for cut in omitted:
         where = f"{cut.section}: " if len(names) > 1 else ""
-        typer.echo(
-            f"saewh: {where}{cut.total - cut.shown:,} more rows not shown ({cut.shown:,} of "
-            f"{cut.total:,}); all of them: --max-rows 0, or --csv / --format parquet -o FILE",
-            err=True,
-        )
+        if cut.total > cut.shown:
+            typer.echo(
+                f"saewh: {where}{cut.total - cut.shown:,} more rows not shown ({cut.shown:,} of "
+                f"{cut.total:,}); all of them: --max-rows 0, or --csv / --format parquet -o FILE",
+                err=True,
+            )
+        if cut.columns:  # never a column dropped silently
+            typer.echo(
+                f"saewh: {where}columns cut off at the terminal's edge: {', '.join(cut.columns)}; "
+                f"see them: COLUMNS={cut.needed} (the table's width), or --json / --csv",
+                err=True,
+            )
 
 
 InfoFormat = enum.Enum("InfoFormat", {"table": "table", "json": "json"}, type=str)

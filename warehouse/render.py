@@ -409,8 +409,11 @@ def render_table(
     types: list[str] | None = None,
     display: Sequence[str] = (),
     color: bool = False,
+    cut: list[str] | None = None,
 ) -> str:
-    """A plain-text table that fits `width` cells (default: the terminal's width)."""
+    """A plain-text table that fits `width` cells (default: the terminal's width).  Columns
+    that do not fit even at their narrowest are cut off at the right edge; their names
+    go into `cut` (and the width the table needs last), so the caller can say so."""
     width = width or terminal_width()
     if not columns:
         return ""
@@ -468,8 +471,17 @@ def render_table(
         lines.append(sep.join(cells).rstrip())
     if not rows:
         lines.append("(no rows)")
-    if not color:  # still too wide (a very narrow terminal): cut the lines
-        lines = [truncate_end(line, width) for line in lines]
+    needed = sum(c.width for c in cols) + len(sep) * (len(cols) - 1)
+    if needed > width:  # still too wide: the columns past the edge are cut, and named
+        start, names = 0, []
+        for c in cols:
+            if start + c.width > width and c.kind != "bar":
+                names.append(c.header or "bar")
+            start += c.width + len(sep)
+        if cut is not None and names:
+            cut.extend([*names, str(needed)])
+        if not color:  # a colour terminal wraps its own lines
+            lines = [truncate_end(line, width) for line in lines]
     return "\n".join(lines) + "\n"
 
 
@@ -1132,6 +1144,8 @@ class Omitted:
     section: str
     shown: int
     total: int
+    columns: tuple[str, ...] = ()  # columns cut off at the terminal's edge
+    needed: int = 0  # the width they need
 
 
 def _write_table(
@@ -1146,14 +1160,16 @@ def _write_table(
         if max_rows and len(rows) > max_rows:
             break
     shown = rows[:max_rows] if max_rows else rows
+    cut: list[str] = []
     out.write(render_table(section.columns, shown, width, types=section.types, display=section.display,
-                           color=color))
+                           color=color, cut=cut))
+    columns, needed = (tuple(cut[:-1]), int(cut[-1])) if cut else ((), 0)
     first = rows[0] if rows else None
     if len(shown) == len(rows):
-        return None, first
+        return (Omitted(section.name, len(shown), len(shown), columns, needed) if columns else None), first
     out.flush()  # the rows shown are on screen while the rest is counted
     total = len(rows) + sum(len(chunk) for chunk in chunks)
-    return Omitted(section.name, len(shown), total), first
+    return Omitted(section.name, len(shown), total, columns, needed), first
 
 
 def write_sections(
