@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 from etl.build import build_warehouse
 from etl.synth import synthesize
 from warehouse.cli import ExitCode, app
+from warehouse.render import float32_text
 from warehouse.reports import load_reports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,7 +207,7 @@ def test_multi_section_formats(wh):
     salsa = wh["planted"]["salsa"]
     base = ["report", "feature", "--feature", salsa, "-w", wh["dir"]]
     doc = json.loads(ok([*base, "--json"]))
-    assert list(doc) == ["summary", "histogram", "stars", "examples"]
+    assert list(doc) == ["summary", "histogram", "stars", "examples", "samples"]
     assert doc["summary"][0]["feature"] == salsa
     assert sum(b["n_activations"] for b in doc["histogram"]) == doc["summary"][0]["n_active"]
     assert {r["section"] for r in map(json.loads, ok([*base, "--format", "jsonl"]).splitlines())} == set(doc)
@@ -258,7 +259,7 @@ def test_html_is_self_contained(wh):
     salsa = wh["planted"]["salsa"]
     page = ok(["report", "feature", "--feature", salsa, "--format", "html", "-w", wh["dir"]])
     assert page.startswith("<!DOCTYPE html>")
-    assert '<mark class="tok">salsa</mark>' in page
+    assert re.search(r'<span class="t q" style="[^"]+" title="[0-9.]+"> salsa</span>', page)
     assert "<svg" in page and '<rect class="bar"' in page
     assert "<script" not in page
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
@@ -475,12 +476,86 @@ def test_feature_card_renders_in_headless_chromium(wh, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     dom = proc.stdout
-    assert re.search(r'<mark class="tok">salsa</mark>', dom), dom[:2000]
-    assert dom.count('<mark class="tok">') == 10
+    assert "<title>Feature " + str(salsa) + "</title>" in dom
     assert re.search(r'<svg[^>]*class="bars"', dom) and dom.count('<rect class="bar"') >= 20
+    assert "activation value (bin start)" in dom and "(bar: " not in dom  # axes in words
+    assert '<line class="ref"' in dom  # lift = 1
+    assert re.search(r'class="headline">[0-9,]+ activations \([0-9.]+% of tokens\)', dom)
+    examples = dom[dom.index('<section id="examples">'):dom.index('<section id="samples">')]
+    samples = dom[dom.index('<section id="samples">'):]
+    # every token of every window is shaded by the feature's exact value on it: checked
+    # against the activations and tokens tables directly (no macro)
+    con = duckdb.connect(str(wh["dir"] / "warehouse.duckdb"), read_only=True)
+    try:
+        top = [r[0] for r in con.execute(
+            "SELECT token_pos FROM activations WHERE feature = $f ORDER BY value DESC, token_pos LIMIT 10",
+            {"f": salsa}).fetchall()]
+        expected = []
+        for t in top:
+            expected.append(con.execute(
+                "SELECT list(coalesce(a.value, 0)::FLOAT ORDER BY w.position) FROM tokens c "
+                "JOIN tokens w ON w.review_idx = c.review_idx AND w.position BETWEEN c.position - 20 "
+                "AND c.position + 10 LEFT JOIN activations a ON a.token_pos = w.token_pos "
+                "AND a.feature = $f WHERE c.token_pos = $t", {"f": salsa, "t": t}).fetchone()[0])
+        n_samples = con.execute("SELECT count(*) FROM interval_samples($f, n := 2, intervals := 5)",
+                                {"f": salsa}).fetchone()[0]
+    finally:
+        con.close()
+    rows = re.findall(r'<td class="shaded">(.*?)</td>', examples)
+    assert len(rows) == 10
+    for row, values in zip(rows, expected):
+        titles = re.findall(r'<span class="t[^"]*"[^>]* title="([^"]*)"', row)
+        assert titles == [float32_text(v) for v in values]
+        shaded = re.findall(r'<span class="t[^"]*" style="background:rgba\(255,122,0,([0-9.]+)\)"', row)
+        assert len(shaded) == sum(1 for v in values if v > 0) >= 1
+        assert re.search(r'<span class="t q" style="[^"]+" title="[^"]+">\s?salsa</span>', row)
+    # the interval samples beside them, shaded the same way
+    assert samples.count('<span class="t q"') == n_samples > 0
     shot = tmp_path / "card.png"
     proc = subprocess.run(
         [browser, *flags, "--window-size=1200,1600", f"--screenshot={shot}", page.as_uri()],
         capture_output=True, text=True, timeout=180,
     )
     assert proc.returncode == 0 and shot.is_file() and shot.stat().st_size > 10_000, proc.stderr[-2000:]
+    # the shading is on screen: pixels of the strongest shade (the activating tokens)
+    orange = sum(1 for r, g, b in _png_pixels(shot) if r > 235 and 105 < g < 140 and b < 40)
+    assert orange > 500, orange
+
+
+def _png_pixels(path: Path):
+    """The RGB pixels of an 8-bit, non-interlaced RGB/RGBA PNG (Chromium's screenshots)."""
+    import struct
+    import zlib
+
+    data = path.read_bytes()
+    pos, idat, width, height, channels = 8, b"", 0, 0, 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert depth == 8 and color in (2, 6) and interlace == 0
+            channels = 3 if color == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw, stride = zlib.decompress(idat), width * channels
+    prev = bytearray(stride)
+    for y in range(height):
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - channels] if i >= channels else 0
+            b, c = prev[i], prev[i - channels] if i >= channels else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        for x in range(0, stride, channels):
+            yield line[x], line[x + 1], line[x + 2]
+        prev = line

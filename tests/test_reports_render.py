@@ -192,3 +192,20 @@ def test_validate():
                 {"feature": 1, "sort": "c"}):
         with pytest.raises(UsageError):
             validate(rep, bad)
+
+
+def test_columns_past_the_edge_are_named():
+    """A table too wide even at its columns' narrowest names what it cut (the CLI says so
+    on stderr), and the width it needs; a table that fits cuts nothing."""
+    cols = ["feature", *[f"statistic_{i}" for i in range(8)]]
+    rows = [(i, *[1000.0 + i * j for j in range(8)]) for i in range(3)]
+    cut: list[str] = []
+    out = render_table(cols, rows, 60, types=["INTEGER"] + ["DOUBLE"] * 8, cut=cut)
+    assert all(cell_len(line) <= 60 for line in out.splitlines())
+    *names, needed = cut
+    header = out.splitlines()[0]
+    assert names and all(n in cols for n in names) and int(needed) > 60
+    assert names[-1] == "statistic_7" and "statistic_7" not in header
+    again: list[str] = []
+    render_table(cols, rows, int(needed), types=["INTEGER"] + ["DOUBLE"] * 8, cut=again)
+    assert again == []

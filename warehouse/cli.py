@@ -10,6 +10,7 @@ import enum
 import inspect
 import json
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -24,6 +25,27 @@ from warehouse.errors import ExitCode, exit_code_of, one_line
 from warehouse.sqlfiles import Param, SqlFile
 
 T = TypeVar("T")
+
+
+def _flags_as_flags() -> None:
+    """Typer 0.29's help lists a flag (`--csv`, `--help`) with a `<bool>` type, as if it
+    took a value: show flags without one (every other option keeps its type)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_saewh", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._saewh = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_as_flags()
 
 
 class _OneLineErrorGroup(TyperGroup):
@@ -424,11 +446,18 @@ def _write_result(
         raise
     for cut in omitted:
         where = f"{cut.section}: " if len(names) > 1 else ""
-        typer.echo(
-            f"saewh: {where}{cut.total - cut.shown:,} more rows not shown ({cut.shown:,} of "
-            f"{cut.total:,}); all of them: --max-rows 0, or --csv / --format parquet -o FILE",
-            err=True,
-        )
+        if cut.total > cut.shown:
+            typer.echo(
+                f"saewh: {where}{cut.total - cut.shown:,} more rows not shown ({cut.shown:,} of "
+                f"{cut.total:,}); all of them: --max-rows 0, or --csv / --format parquet -o FILE",
+                err=True,
+            )
+        if cut.columns:  # never a column dropped silently
+            typer.echo(
+                f"saewh: {where}columns cut off at the terminal's edge: {', '.join(cut.columns)}; "
+                f"see them: COLUMNS={cut.needed} (the table's width), or --json / --csv",
+                err=True,
+            )
 
 
 InfoFormat = enum.Enum("InfoFormat", {"table": "table", "json": "json"}, type=str)
@@ -587,6 +616,14 @@ def _command_line(rep: SqlFile, values: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _report_title(rep: SqlFile, values: dict[str, Any]) -> str:
+    """The page title: the report's `-- title:` with its `$params` filled in (a page
+    named after what it shows), else the command line."""
+    if not rep.title:
+        return _command_line(rep, values)
+    return re.sub(r"\$(\w+)", lambda m: str(values.get(m.group(1), m.group(0))), rep.title)
+
+
 def _report_command(rep: SqlFile) -> Callable[..., None]:
     multi = len(rep.statements) > 1
     section_names = [st.name for st in rep.statements]
@@ -614,8 +651,9 @@ def _report_command(rep: SqlFile) -> Callable[..., None]:
                     result,
                     chosen,
                     output,
-                    title=_command_line(rep, kwargs),
-                    subtitle=rep.description,
+                    title=_report_title(rep, kwargs),
+                    subtitle=(f"{_command_line(rep, kwargs)} — {rep.description}" if rep.title
+                              else rep.description),
                     what=f"the {rep.name} report",
                     max_rows=max_rows,
                     csv_safe=csv_safe,
@@ -684,16 +722,24 @@ export_app = _command_group(
     "export", "Export a feature's dashboard data (Neuronpedia / SAEDashboard JSON) or every feature's stats."
 )
 
-ExportFormat = enum.Enum("ExportFormat", {f: f for f in ("neuronpedia", "saedashboard")}, type=str)
+ExportFormat = enum.Enum(
+    "ExportFormat", {f: f for f in ("neuronpedia", "saedashboard", "neuronpedia-import")}, type=str
+)
 _NEURONPEDIA = ExportFormat("neuronpedia")
 
 
 @export_app.command("feature")
 def export_feature(
-    feature: Annotated[int, typer.Option(help="Feature id, in [0, n_latents).")],
+    feature: Annotated[
+        list[int], typer.Option(help="Feature id, in [0, n_latents); repeat for several (not neuronpedia).")
+    ],
     fmt: Annotated[
         ExportFormat,
-        typer.Option("--format", "-f", help="neuronpedia (a feature) or saedashboard (a batch)."),
+        typer.Option(
+            "--format", "-f",
+            help="neuronpedia (one feature, as its API serves it), saedashboard (a batch-N.json), "
+            "neuronpedia-import (Neuronpedia's import tables, written under -o DIR).",
+        ),
     ] = _NEURONPEDIA,
     k: Annotated[int, typer.Option(min=0, max=100, help="Top activations.")] = 20,
     intervals: Annotated[int, typer.Option(min=1, max=100, help="Equal-width intervals sampled.")] = 10,
@@ -702,24 +748,44 @@ def export_feature(
     before: Annotated[int, typer.Option(min=0, max=1000, help="Window tokens before the token.")] = 20,
     after: Annotated[int, typer.Option(min=0, max=1000, help="Window tokens after the token.")] = 10,
     bins: Annotated[int, typer.Option(min=1, max=1000, help="Activation histogram bins.")] = 50,
-    model_id: Annotated[str, typer.Option(help="modelId / model_id in the JSON.")] = "sae-warehouse",
-    layer: Annotated[str, typer.Option(help="layer: Neuronpedia source id (saedashboard: integer).")] = "0",
-    sae_set: Annotated[str, typer.Option(help="sae_set of the saedashboard batch.")] = "sae-warehouse",
+    model: Annotated[str, typer.Option(help="Neuronpedia model id (modelId / model_id).")] = "gpt2-small",
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="Neuronpedia source id LAYER-SET[__SUFFIX] (SAEDashboard's layer, sae_set, sae_id_suffix); "
+            "default 0-res-<width>, e.g. 0-res-24k.",
+            show_default=False,
+        ),
+    ] = None,
+    creator_id: Annotated[
+        str, typer.Option(help="Neuronpedia creatorId of the rows (your user id on the importing instance).")
+    ] = "clkht01d40000jv08hvalcvly",
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="Dataset name (dataset / dataSource); default: the NPZ's file name.",
+                     show_default=False),
+    ] = None,
     warehouse: WarehouseOpt = None,
-    output: OutputOpt = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to this file (JSON) or directory (neuronpedia-import)."),
+    ] = None,
 ) -> None:
-    """A feature's dashboard data as JSON: top activations and interval samples as activation records."""
+    """Features' dashboard data for Neuronpedia / SAEDashboard: top activations and interval samples."""
 
     def go():
-        from warehouse.export import export_feature as export
+        from warehouse.export import export_features
 
-        text = export(
+        chosen = _choice(fmt)
+        text = export_features(
             warehouse or default_warehouse(),
-            feature,
-            _choice(fmt),
-            model_id=model_id,
-            layer=layer,
-            sae_set=sae_set,
+            list(feature),
+            chosen,
+            model=model,
+            source=source,
+            creator_id=creator_id,
+            dataset=dataset,
+            output=output,
             k=k,
             intervals=intervals,
             n=n,
@@ -728,7 +794,10 @@ def export_feature(
             after=after,
             bins=bins,
         )
-        _emit(text, output)
+        if chosen == "neuronpedia-import":
+            sys.stderr.write(f"saewh: wrote {text}")  # a note: the data is the directory
+        else:
+            _emit(text, output)
 
     run_guarded(go)
 

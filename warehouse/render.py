@@ -23,6 +23,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import struct
 from collections.abc import Iterable, Iterator, Sequence
@@ -165,7 +166,8 @@ def json_value(value: Any, typ: str | None = None) -> Any:
     if isinstance(value, dict):
         return {str(k): json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [json_value(v) for v in value]
+        elem = typ[:-2] if typ and typ.endswith("[]") else None  # FLOAT[]: float32 decimals too
+        return [json_value(v, elem) for v in value]
     return str(value)
 
 
@@ -175,7 +177,7 @@ def csv_value(value: Any, typ: str | None = None) -> Any:
     if isinstance(value, float):
         return float32_text(value) if _is_float32(typ) and _finite(value) else repr(value)
     if isinstance(value, (dict, list, tuple)):
-        return json.dumps(json_value(value), ensure_ascii=False)
+        return json.dumps(json_value(value, typ), ensure_ascii=False)
     return json_value(value, typ)
 
 
@@ -308,6 +310,52 @@ def _bars_hint(display: Sequence[str]) -> tuple[str, str | None] | None:
     return None
 
 
+def _hint(display: Sequence[str], word: str) -> str | None:
+    """The rest of the first `-- display: WORD ...` hint, or None."""
+    for hint in display:
+        if hint == word or hint.startswith(word + " "):
+            return hint[len(word):].strip()
+    return None
+
+
+def _shaded_hint(display: Sequence[str]) -> tuple[str, str, str | None] | None:
+    """`shaded TOKENS VALUES [INDEX]`: list columns of a row's window tokens and the
+    feature's value on each (html shades every token; the table shows the context)."""
+    rest = _hint(display, "shaded")
+    parts = rest.split() if rest else []
+    if len(parts) < 2:
+        return None
+    return parts[0], parts[1], parts[2] if len(parts) > 2 else None
+
+
+def _hidden_columns(display: Sequence[str]) -> set[str]:
+    shaded = _shaded_hint(display)
+    return {c for c in shaded if c} if shaded else set()
+
+
+_PLACEHOLDER = re.compile(r"\{(\w+)(?::(%))?\}")
+
+
+def fill_caption(text: str, context: dict[str, Any], types: dict[str, str | None] | None = None) -> str:
+    """`{column}` / `{column:%}` in a caption, from the report's first section's first row
+    (a summary): counts with thousands separators, FLOAT as float32, `%` as a percentage."""
+
+    def one(m: re.Match) -> str:
+        name, pct = m.group(1), m.group(2)
+        if name not in context:
+            return "?"
+        v = context[name]
+        if v is None:
+            return "NULL"
+        if pct:
+            return f"{float(v) * 100:.3g}%"
+        if isinstance(v, int) and not isinstance(v, bool):
+            return f"{v:,}"
+        return display_value(v, (types or {}).get(name))
+
+    return _PLACEHOLDER.sub(one, text)
+
+
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
@@ -363,8 +411,11 @@ def render_table(
     types: list[str] | None = None,
     display: Sequence[str] = (),
     color: bool = False,
+    cut: list[str] | None = None,
 ) -> str:
-    """A plain-text table that fits `width` cells (default: the terminal's width)."""
+    """A plain-text table that fits `width` cells (default: the terminal's width).  Columns
+    that do not fit even at their narrowest are cut off at the right edge; their names
+    go into `cut` (and the width the table needs last), so the caller can say so."""
     width = width or terminal_width()
     if not columns:
         return ""
@@ -422,8 +473,17 @@ def render_table(
         lines.append(sep.join(cells).rstrip())
     if not rows:
         lines.append("(no rows)")
-    if not color:  # still too wide (a very narrow terminal): cut the lines
-        lines = [truncate_end(line, width) for line in lines]
+    needed = sum(c.width for c in cols) + len(sep) * (len(cols) - 1)
+    if needed > width:  # still too wide: the columns past the edge are cut, and named
+        start, names = 0, []
+        for c in cols:
+            if start + c.width > width and c.kind != "bar":
+                names.append(c.header or "bar")
+            start += c.width + len(sep)
+        if cut is not None and names:
+            cut.extend([*names, str(needed)])
+        if not color:  # a colour terminal wraps its own lines
+            lines = [truncate_end(line, width) for line in lines]
     return "\n".join(lines) + "\n"
 
 
@@ -436,8 +496,11 @@ def _strip_ansi(text: str) -> str:
 def _layout_columns(columns, rows, types, display) -> list[_Col]:
     bars = _bars_hint(display)
     has_kwic = all(k in columns for k in KWIC)
+    hidden = _hidden_columns(display)  # shown by the context column (html shades them)
     cols: list[_Col] = []
     for i, name in enumerate(columns):
+        if name in hidden:
+            continue
         if has_kwic and name in KWIC:
             if name != "left_context":
                 continue
@@ -692,6 +755,14 @@ svg.bars rect.bar { fill: var(--bar); }
 svg.bars text { font: 11px system-ui, sans-serif; fill: var(--muted); }
 details { margin-top: .3rem; } summary { cursor: pointer; color: var(--muted); }
 p.empty { color: var(--muted); font-style: italic; }
+p.headline { font-size: 1.05rem; margin: .2rem 0 .8rem; }
+td.shaded { white-space: pre-wrap; font-family: ui-monospace, monospace; line-height: 1.7;
+            min-width: 32ch; max-width: 90ch; }
+table.shaded th:last-child { white-space: normal; }
+span.t { border-radius: 2px; }
+span.t.q { outline: 2px solid #b34700; outline-offset: -1px; font-weight: 700; }
+svg.bars line.ref { stroke: #b34700; stroke-dasharray: 5 4; }
+svg.bars text.ref { fill: #b34700; }
 """
 
 
@@ -732,6 +803,38 @@ def _html_kwic_row(section: Section, r: tuple, others: Sequence[int]) -> str:
     return f"<tr>{cells}{ctx}</tr>"
 
 
+# The shade of a token: this orange at opacity = value / the feature's max (0: none).
+_SHADE = (255, 122, 0)
+
+
+def _html_shaded_open(section: Section, others: Sequence[int]) -> str:
+    head = _html_head(section, others)
+    return (f'<table class="kwic shaded"><thead><tr>{head}<th>context (shade: activation; '
+            "hover: value)</th></tr></thead><tbody>")
+
+
+def _html_shaded_row(section: Section, r: tuple, others: Sequence[int], top: float) -> str:
+    """One row: its other cells, then every token of the window, shaded by the feature's
+    exact value on it (in `title`, shown on hover), the row's own token outlined."""
+    tok_col, val_col, idx_col = _shaded_hint(section.display) or ("", "", None)
+    tokens = r[section.columns.index(tok_col)]
+    values = r[section.columns.index(val_col)]
+    center = r[section.columns.index(idx_col)] if idx_col in section.columns else None
+    types = section.types or [None] * len(section.columns)
+    cells = "".join(_html_cell(r[i], types[i]) for i in others)
+    if not tokens or r[section.columns.index("token")] is None:  # unaligned review: no text
+        return f'<tr>{cells}<td class="null">NULL</td></tr>'
+    spans = []
+    for j, (t, v) in enumerate(zip(tokens, values)):
+        v = float(v or 0.0)
+        alpha = min(v / top, 1.0) if top > 0 and v > 0 else 0.0
+        style = f' style="background:rgba({_SHADE[0]},{_SHADE[1]},{_SHADE[2]},{alpha:.3f})"' if alpha else ""
+        cls = "t q" if j == center else "t"
+        text = str(t).replace("\n", NEWLINE)
+        spans.append(f'<span class="{cls}"{style} title="{_h(float32_text(v))}">{_h(text)}</span>')
+    return f'<tr>{cells}<td class="shaded">{"".join(spans)}</td></tr>'
+
+
 def _html_head(section: Section, indices: Sequence[int]) -> str:
     """Header cells; numeric columns' headers are right-aligned like their values."""
     out = []
@@ -766,7 +869,9 @@ def _html_vertical_block(section: Section, r: tuple) -> str:
 
 
 def _svg_bars(section: Section, value_col: str, label_col: str | None) -> str:
-    """An inline SVG bar chart of `value_col`, one bar per row, labelled by `label_col`."""
+    """An inline SVG bar chart of `value_col`, one bar per row, labelled by `label_col`;
+    `-- display: axes X | Y` names the axes in words, `-- display: reference V TEXT`
+    draws a dashed line at V (lift = 1: no preference)."""
     vi = section.columns.index(value_col)
     li = section.columns.index(label_col) if label_col in section.columns else 0
     lt = section.types[li] if section.types else None
@@ -775,8 +880,16 @@ def _svg_bars(section: Section, value_col: str, label_col: str | None) -> str:
     if isinstance(section.rows[0][li], float):
         labels = [f"{r[li]:.3g}" for r in section.rows]
     top = max([float(v) for v in values] + [0.0])
+    axes = (_hint(section.display, "axes") or "").split("|")
+    x_title = axes[0].strip() or section.columns[li]
+    y_title = axes[1].strip() if len(axes) > 1 and axes[1].strip() else value_col
+    ref_hint = (_hint(section.display, "reference") or "").split(None, 1)
+    ref = float(ref_hint[0]) if ref_hint else None
+    ref_text = ref_hint[1] if len(ref_hint) > 1 else ""
+    if ref is not None:
+        top = max(top, ref * 1.1)  # the line stays inside the plot
     n = len(values)
-    w, h, left, bottom, top_pad = 720, 220, 64, 36, 12
+    w, h, left, bottom, top_pad = 720, 240, 80, 40, 12
     plot_w, plot_h = w - left - 8, h - bottom - top_pad
     step = plot_w / n
     every = max(1, math.ceil(n / 12))
@@ -800,29 +913,46 @@ def _svg_bars(section: Section, value_col: str, label_col: str | None) -> str:
                 f'<text x="{x + step / 2:.1f}" y="{top_pad + plot_h + 14}" text-anchor="middle">'
                 f"{_h(label)}</text>"
             )
+    if ref is not None and top > 0:
+        y = top_pad + plot_h - plot_h * ref / top
+        parts.append(f'<line class="ref" x1="{left}" y1="{y:.1f}" x2="{w - 8}" y2="{y:.1f}"/>')
+        parts.append(f'<text class="ref" x="{w - 10}" y="{y - 4:.1f}" text-anchor="end">'
+                     f"{_h(display_value(ref))}{(' — ' + _h(ref_text)) if ref_text else ''}</text>")
     parts.append(
-        f'<text x="{left + plot_w / 2:.1f}" y="{h - 4}" text-anchor="middle">{_h(section.columns[li])} '
-        f"(bar: {_h(value_col)})</text>"
+        f'<text x="{left + plot_w / 2:.1f}" y="{h - 4}" text-anchor="middle">{_h(x_title)}</text>'
+    )
+    parts.append(
+        f'<text x="14" y="{top_pad + plot_h / 2:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {top_pad + plot_h / 2:.1f})">{_h(y_title)}</text>'
     )
     parts.append("</svg>")
     return "\n".join(parts)
 
 
-def _write_html_section(section: Section, out: Output, heading: bool) -> None:
+def _write_html_section(
+    section: Section, out: Output, heading: bool, context: dict[str, Any] | None = None
+) -> tuple | None:
     """One section's html, written as its rows stream (a bar chart needs them all first:
-    its rows are a report's bins, a few dozen)."""
+    its rows are a report's bins, a few dozen).  Returns the first row.  `context` is the
+    first section's first row: captions and headlines name its columns."""
+    context = context or {}
+    chunks = section.chunks()
+    first = next(chunks, None)
+    types = section.types or [None] * len(section.columns)
     head = []
     if heading:
         head.append(f'<section id="{_h(section.name)}">')
         head.append(f"<h2>{_h(section.name)}</h2>")
         if section.caption:
-            head.append(f'<p class="caption">{_h(section.caption)}</p>')
+            head.append(f'<p class="caption">{_h(fill_caption(section.caption, context))}</p>')
     else:
         head.append("<section>")
+    headline = _hint(section.display, "headline")
+    if headline and first:
+        own = dict(zip(section.columns, first[0]))
+        typed = dict(zip(section.columns, types))
+        head.append(f'<p class="headline">{_h(fill_caption(headline, {**context, **own}, typed))}</p>')
     out.write("\n".join(head) + "\n")
-    chunks = section.chunks()
-    first = next(chunks, None)
-    types = section.types or [None] * len(section.columns)
     peeked = replace(section, rows=first or [], stream=None)  # what the header cells look at
     bars = _bars_hint(section.display)
     if first is None:
@@ -835,6 +965,17 @@ def _write_html_section(section: Section, out: Output, heading: bool) -> None:
         if "vertical" in section.display:
             opening, closing = "", ""
             row = partial(_html_vertical_block, section)
+        elif _shaded_hint(section.display) and all(
+            c in section.columns for c in (*KWIC, *_hidden_columns(section.display))
+        ):
+            hidden = _hidden_columns(section.display)
+            others = [i for i, c in enumerate(section.columns) if c not in KWIC and c not in hidden]
+            opening, closing = _html_shaded_open(peeked, others) + "\n", "\n</tbody></table>"
+            vi = section.columns.index(_shaded_hint(section.display)[1])  # type: ignore[index]
+            top = context.get("max_value") or max(
+                (float(v) for r in first for v in (r[vi] or []) if v is not None), default=0.0
+            )
+            row = partial(_html_shaded_row, section, others=others, top=float(top))
         elif all(k in section.columns for k in KWIC):
             others = [i for i, c in enumerate(section.columns) if c not in KWIC]
             opening, closing = _html_kwic_open(peeked, others) + "\n", "\n</tbody></table>"
@@ -849,6 +990,7 @@ def _write_html_section(section: Section, out: Output, heading: bool) -> None:
             sep = "\n"
         out.write(closing)
     out.write("\n</section>")
+    return first[0] if first else None
 
 
 def _chain(first: list[tuple], rest: Iterator[list[tuple]]) -> Iterator[list[tuple]]:
@@ -866,10 +1008,13 @@ def _write_html(sections: Iterable[Section], out: Output, multi: bool, title: st
     )
     if subtitle:
         out.write(f'\n<p class="params">{_h(subtitle)}</p>')
+    context: dict[str, Any] | None = None
     for s in sections:
         if s.columns:
             out.write("\n")
-            _write_html_section(s, out, heading=multi)
+            first = _write_html_section(s, out, heading=multi, context=context)
+            if context is None:  # the first section (a summary) names what later captions cite
+                context = dict(zip(s.columns, first)) if first else {}
     out.write("\n</body>\n</html>\n")
 
 
@@ -997,12 +1142,15 @@ class Omitted:
     section: str
     shown: int
     total: int
+    columns: tuple[str, ...] = ()  # columns cut off at the terminal's edge
+    needed: int = 0  # the width they need
 
 
 def _write_table(
     section: Section, out: Output, *, width: int | None, color: bool, max_rows: int
-) -> Omitted | None:
-    """The first `max_rows` rows (0: all) as a terminal table; the rest only counted."""
+) -> tuple[Omitted | None, tuple | None]:
+    """The first `max_rows` rows (0: all) as a terminal table; the rest only counted.
+    Returns what was left out and the first row."""
     chunks = section.chunks()
     rows: list[tuple] = []
     for chunk in chunks:
@@ -1010,13 +1158,16 @@ def _write_table(
         if max_rows and len(rows) > max_rows:
             break
     shown = rows[:max_rows] if max_rows else rows
+    cut: list[str] = []
     out.write(render_table(section.columns, shown, width, types=section.types, display=section.display,
-                           color=color))
+                           color=color, cut=cut))
+    columns, needed = (tuple(cut[:-1]), int(cut[-1])) if cut else ((), 0)
+    first = rows[0] if rows else None
     if len(shown) == len(rows):
-        return None
+        return (Omitted(section.name, len(shown), len(shown), columns, needed) if columns else None), first
     out.flush()  # the rows shown are on screen while the rest is counted
     total = len(rows) + sum(len(chunk) for chunk in chunks)
-    return Omitted(section.name, len(shown), total)
+    return Omitted(section.name, len(shown), total, columns, needed), first
 
 
 def write_sections(
@@ -1042,12 +1193,16 @@ def write_sections(
     """
     omitted: list[Omitted] = []
     if fmt == "table":
+        context: dict[str, Any] | None = None
         for i, s in enumerate(x for x in sections if x.columns):
             if i:
                 out.write("\n")
             if multi:
-                out.write(_style(s.name + (f" — {s.caption}" if s.caption else ""), _BOLD, color) + "\n")
-            cut = _write_table(s, out, width=width, color=color, max_rows=max_rows)
+                caption = fill_caption(s.caption, context or {}) if s.caption else ""
+                out.write(_style(s.name + (f" — {caption}" if caption else ""), _BOLD, color) + "\n")
+            cut, first = _write_table(s, out, width=width, color=color, max_rows=max_rows)
+            if context is None:  # the first section (a summary) names what later captions cite
+                context = dict(zip(s.columns, first)) if first else {}
             if cut is not None:
                 omitted.append(cut)
     elif fmt == "csv":

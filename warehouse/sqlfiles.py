@@ -88,9 +88,10 @@ class SqlFile:
     params: tuple[Param, ...] = field(default_factory=tuple)
     path: Path | None = None
     statements: tuple[Statement, ...] = field(default_factory=tuple)
+    title: str = ""  # `-- title:` (e.g. `Feature $feature`): the html page's title
 
 
-_HEADER = re.compile(r"^--\s*(name|description|param|statement|display):\s*(.*)$")
+_HEADER = re.compile(r"^--\s*(name|description|title|param|statement|display):\s*(.*)$")
 _PARAM = re.compile(r"^(\w+)\s+(\w+)(?:\(([^)]*)\))?(?:\s*=\s*(\S+))?\s*(?:--\s*(.*))?$")
 _STATEMENT = re.compile(r"^([\w-]+)\s*(?:--\s*(.*))?$")
 _BIND = re.compile(r"\$([A-Za-z_]\w*)")
@@ -128,6 +129,7 @@ def _parse_param(value: str, path: Path | None) -> Param:
 
 def parse_sql(text: str, path: Path | None = None) -> SqlFile:
     name = description = None
+    title = ""
     params: list[Param] = []
     # (name, caption, display hints, lines) per `-- statement:` block
     blocks: list[tuple[str, str, list[str], list[str]]] = []
@@ -142,6 +144,8 @@ def parse_sql(text: str, path: Path | None = None) -> SqlFile:
             name = value
         elif key == "description":
             description = value
+        elif key == "title":
+            title = value
         elif key == "param":
             params.append(_parse_param(value, path))
         elif key == "statement":
@@ -162,7 +166,7 @@ def parse_sql(text: str, path: Path | None = None) -> SqlFile:
         )
     else:
         statements = (Statement(name, text.strip().rstrip(";").strip()),)
-    return SqlFile(name, description, text, tuple(params), path, statements)
+    return SqlFile(name, description, text, tuple(params), path, statements, title)
 
 
 @cache
