@@ -324,7 +324,7 @@ def bucket_review_stats(
     lh_heads = _heads(lh_key)
     lh_len = np.diff(np.append(lh_heads, len(lh_key))).astype(np.float64)
     lh_feature = (lh_key[lh_heads] >> np.uint64(32)).astype(np.int64)
-    tie_lh = np.bincount(lh_feature, weights=lh_len**3 - lh_len, minlength=width)
+    tie_lh = np.bincount(lh_feature, weights=lh_len**3 - lh_len, minlength=width).astype(np.float64)
     t0 = (inactive_low + inactive_high).astype(np.float64)
     tie_lh += t0**3 - t0
     auroc_p = mann_whitney_p(u, float(m_low), float(n_high), tie_lh)
@@ -563,13 +563,17 @@ def chance_concentration(
     ks = np.unique(supports[(supports > 0) & (supports <= n)])
     if not len(ks):
         return out
-    exact = ks[ks <= _CHANCE_EXACT]
+    # Near k = n the spread collapses to 0 far from linearly in log k: simulate the
+    # supports within _CHANCE_EXACT of n each too, not by interpolation.
+    exact = ks[(ks <= _CHANCE_EXACT) | (ks >= n - _CHANCE_EXACT)]
     grid = list(exact)
-    if ks[-1] > _CHANCE_EXACT:
-        g = float(max(_CHANCE_EXACT, exact[-1] if len(exact) else 1))
-        while g < ks[-1]:
+    middle = ks[(ks > _CHANCE_EXACT) & (ks < n - _CHANCE_EXACT)]
+    if len(middle):
+        g = float(_CHANCE_EXACT)
+        while g < middle[-1]:
             g *= _CHANCE_GRID_RATIO
             grid.append(min(int(round(g)), n))
+        grid += [_CHANCE_EXACT, max(n - _CHANCE_EXACT, _CHANCE_EXACT)]
     grid = np.unique(np.array(grid, np.int64))
     rng = np.random.default_rng(seed)
     sims = np.empty((len(grid), 4))

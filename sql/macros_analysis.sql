@@ -43,7 +43,9 @@ WITH s AS (
            n_high_active + 0.5 AS c, n_high - n_high_active + 0.5 AS d,
            CASE WHEN abs(spearman) < 1 AND n_rated > 3 AND n_rated_active >= 2 THEN atanh(spearman) END AS z,
            sqrt(1.06 / nullif(n_rated - 3, 0)) AS z_se,
-           auroc_se > 0 AND n_rated_active >= 2 AS auroc_interval
+           -- (1e-12: a DeLong variance that is 0 in exact arithmetic rounds to ~1e-17;
+           -- a real one is >= ~1e-8 even at 432K reviews)
+           auroc_se > 1e-12 AND n_rated_active >= 2 AS auroc_interval
     FROM feature_review_stats
 ),
 est AS (
