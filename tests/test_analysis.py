@@ -387,14 +387,17 @@ def test_chance_concentration_interpolates_large_supports():
 
     rng = np.random.default_rng(0)
     group = rng.integers(0, 40, 3000)
-    k = np.array([_CHANCE_EXACT + 137, 1500])
+    # In the geometric grid (k and n - k), and the complement-sampled top end.
+    k = np.array([_CHANCE_EXACT + 137, 1500, 2700, 2990])
     got = chance_concentration(group, k, replicates=100, seed=2)
     for j, kk in enumerate(k):
         sims = []
         for _ in range(300):
             c = np.bincount(group[rng.choice(len(group), int(kk), replace=False)], minlength=40)
             sims.append(_gini(c.astype(float)))
-        assert abs(got["gini_mean"][j] - np.mean(sims)) < 4 * np.std(sims) / math.sqrt(100) + 1e-4, kk
+        # 50 replicates at a grid point (more at the ends), interpolation error on top.
+        assert abs(got["gini_mean"][j] - np.mean(sims)) < 4 * np.std(sims) / math.sqrt(50) + 1e-4, kk
+        assert abs(got["gini_sd"][j] - np.std(sims)) < 0.35 * np.std(sims) + 1e-4, kk
 
 
 @pytest.fixture(scope="module")
