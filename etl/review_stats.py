@@ -34,6 +34,7 @@ The log-odds ratio and the confidence intervals are computed in SQL from these c
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,9 @@ _RATED_FIELDS = (
     "auroc",
     "auroc_se",
     "spearman",
+    "auroc_p",
+    "auroc_active",
+    "spearman_p",
 )
 
 
@@ -148,6 +152,55 @@ def _fix_ties(twice: np.ndarray, at: np.ndarray, other: np.ndarray, ties: tuple)
         j = np.minimum(np.searchsorted(at, tied), len(at) - 1)
         hit = at[j] == tied
         twice[j[hit]] = np.searchsorted(other, start[hit]) + np.searchsorted(other, end[hit])
+
+
+# --------------------------------------------------------------------------- p-values
+
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+
+
+def normal_two_sided(z: np.ndarray) -> np.ndarray:
+    """2 * P(Z > z) for a standard normal Z, elementwise (NaN stays NaN), capped at 1.
+
+    erfc keeps full relative precision far in the tail (a p of 1e-300 is not 0), so
+    very strong features still order by p; scipy is a test-only dependency."""
+    z = np.asarray(z, np.float64)
+    out = np.full(z.shape, np.nan)
+    ok = ~np.isnan(z)
+    out[ok] = _erfc(z[ok] / math.sqrt(2.0)).astype(np.float64)
+    return np.minimum(out, 1.0)
+
+
+def mann_whitney_p(u: np.ndarray, m: float, n: float, tie_term: np.ndarray) -> np.ndarray:
+    """Two-sided p of Mann-Whitney's U (u = U of the first sample, sizes m and n), normal
+    approximation with the tie-corrected variance and a continuity correction, exactly
+    as scipy.stats.mannwhitneyu(method="asymptotic").  `tie_term` is sum(t^3 - t) over
+    the tie groups of the pooled sample.  NaN where undefined: an empty sample, or every
+    value tied (zero variance: there is nothing to test)."""
+    u = np.asarray(u, np.float64)
+    big = np.maximum(u, m * n - u)
+    total = m + n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = m * n / 12.0 * ((total + 1.0) - tie_term / (total * (total - 1.0)))
+        z = (big - m * n / 2.0 - 0.5) / np.sqrt(var)
+    # Rounding can leave a hair of variance where all values tie: treat as none.
+    z[~(var > 1e-9 * m * n) | np.isnan(u)] = np.nan
+    return normal_two_sided(z)
+
+
+def rank_correlation_p(rho: np.ndarray, n: float) -> np.ndarray:
+    """Two-sided p of a rank correlation rho over n pairs under independence.
+
+    Under the permutation null the Pearson correlation of two fixed score vectors
+    (here the midranks, ties included) has mean 0 and variance exactly 1 / (n - 1),
+    whatever the ties; z = rho * sqrt(n - 1) is asymptotically normal (the
+    permutation central limit theorem).  For a feature active in a handful of reviews
+    the approximation is poor (the statistic is nearly two-valued): see the README on
+    minimum support."""
+    rho = np.asarray(rho, np.float64)
+    if n < 3:
+        return np.full(rho.shape, np.nan)
+    return normal_two_sided(np.abs(rho) * math.sqrt(n - 1.0))
 
 
 # --------------------------------------------------------------------------- pass 1
@@ -260,6 +313,21 @@ def bucket_review_stats(
         auroc = np.full(width, np.nan)
     if m_low < 2 or n_high < 2:
         auroc_se = np.full(width, np.nan)
+    # The conditional effect: AUROC among the reviews where the feature fires (the
+    # active-vs-active part of U), free of the cap the tied inactive reviews put on auroc.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auroc_active = (0.5 * sum_below - high_before * a_low) / (a_low * a_high)
+    # Mann-Whitney's two-sided p for low vs high (scipy.stats.mannwhitneyu's asymptotic
+    # method: tie-corrected variance, continuity correction).  The pooled low + high
+    # sample's ties: the inactive reviews are one group; active ties are rare runs.
+    lh_key = key[low_high] >> np.uint64(c_bits)
+    lh_heads = _heads(lh_key)
+    lh_len = np.diff(np.append(lh_heads, len(lh_key))).astype(np.float64)
+    lh_feature = (lh_key[lh_heads] >> np.uint64(32)).astype(np.int64)
+    tie_lh = np.bincount(lh_feature, weights=lh_len**3 - lh_len, minlength=width).astype(np.float64)
+    t0 = (inactive_low + inactive_high).astype(np.float64)
+    tie_lh += t0**3 - t0
+    auroc_p = mann_whitney_p(u, float(m_low), float(n_high), tie_lh)
 
     # ---- Spearman: Pearson correlation of average ranks, computed on centered ranks.
     # x ranks: the n - a inactive reviews tie at the bottom, (n - a + 1) / 2; an active
@@ -296,6 +364,7 @@ def bucket_review_stats(
     spearman[~(sxx > 1e-12 * max(n, 1.0) ** 3)] = np.nan
     if not syy > 0:
         spearman[:] = np.nan
+    spearman_p = rank_correlation_p(spearman, n)
 
     # Per (feature, star): rated active reviews and the sum of their max values, for
     # feature_stars (the values are the keys' middle 32 bits).
@@ -311,6 +380,9 @@ def bucket_review_stats(
         "rs_auroc": auroc,
         "rs_auroc_se": auroc_se,
         "rs_spearman": spearman,
+        "rs_auroc_p": auroc_p,
+        "rs_auroc_active": auroc_active,
+        "rs_spearman_p": spearman_p,
     }
 
 
@@ -439,9 +511,116 @@ def pair_stats(
             f, c = f[ok], c[ok]
         n_distinct, share, gini = group_concentration(f, c, width, n_groups)
         out[f"rp_n_{plural}"] = n_distinct
+        # Active reviews with a group id: the support the chance expectation needs.
+        out[f"rp_n_{prefix}_reviews"] = np.bincount(f, minlength=width).astype(np.int64)
         out[f"rp_top10_{prefix}_share"] = share
         out[f"rp_{prefix}_gini"] = gini
     return out
+
+
+# --------------------------------------------------------------------------- chance
+
+CHANCE_SEED = 17  # the simulation's seed: a build is a pure function of its inputs
+CHANCE_REPLICATES = 200  # random placements per support: the mean's SE is sd / 14
+_CHANCE_EXACT = 256  # supports up to this are simulated each; above, a log grid
+_CHANCE_EXACT_TOP = 16  # ... and supports within this of all reviews
+_CHANCE_GRID_RATIO = 1.1  # ... the rest interpolated on a geometric grid (see coord)
+_CHANCE_GRID_REPLICATES = 50  # per grid point: sd and SE are small there, reviews many
+
+
+def _placement_stats(counts: np.ndarray, n_groups: int, top: int) -> tuple[float, float]:
+    """Top-`top` share and Gini (zeros included, over n_groups) of one placement's
+    nonzero group counts: the formulas of `group_concentration`."""
+    x = np.sort(counts).astype(np.float64)
+    total = x.sum()
+    k = len(x)
+    i = np.arange(n_groups - k + 1, n_groups + 1, dtype=np.float64)
+    gini = 2.0 * (i * x).sum() / (n_groups * total) - (n_groups + 1.0) / n_groups
+    return x[-top:].sum() / total, gini
+
+
+def chance_concentration(
+    group_of_review: np.ndarray, supports: np.ndarray, top: int = TOP_GROUPS,
+    replicates: int = CHANCE_REPLICATES, seed: int = CHANCE_SEED,
+) -> dict[str, np.ndarray]:
+    """Concentration expected by chance: for each support k (a feature's active reviews
+    with a group id), the mean and standard deviation of the top-`top` share and of the
+    Gini index when k reviews are drawn at random, without replacement, from the
+    reviews `group_of_review` names (one group code per review; so a group is hit in
+    proportion to its review count, and never more often than it has reviews).
+
+    Seeded simulation, `replicates` placements for each support up to _CHANCE_EXACT
+    and within _CHANCE_EXACT_TOP of all reviews; in between, _CHANCE_GRID_REPLICATES on
+    a grid geometric in k and in n - k, interpolated.  Memory is bounded by the reviews
+    (one code each), never by the activations.
+    Returns arrays aligned with `supports`; NaN for k = 0 and for no groups.
+    """
+    supports = np.asarray(supports, np.int64)
+    names = ("share_mean", "share_sd", "gini_mean", "gini_sd")
+    out = {name: np.full(len(supports), np.nan) for name in names}
+    group_of_review = np.asarray(group_of_review, np.int64)
+    n = len(group_of_review)
+    if n == 0:
+        return out
+    n_groups = int(group_of_review.max()) + 1
+    ks = np.unique(supports[(supports > 0) & (supports <= n)])
+    if not len(ks):
+        return out
+    sizes = np.bincount(group_of_review, minlength=n_groups)
+    half = n / 2.0
+
+    def coord(k: np.ndarray) -> np.ndarray:
+        # log k up to n/2, then mirrored on n - k: both ends (a few reviews; all but a
+        # few) are where mean and sd bend, so the grid is geometric towards both.
+        k = np.asarray(k, np.float64)
+        return np.where(k <= half, np.log(np.maximum(k, 1.0)), 2 * np.log(half + 1) - np.log(n - k + 1))
+
+    # Each support up to _CHANCE_EXACT (and within _CHANCE_EXACT_TOP of n) simulated;
+    # in between a geometric grid in k, then in n - k.  The number of simulated
+    # supports is bounded by ~2 log(n) / log(ratio) + _CHANCE_EXACT, whatever the data.
+    grid = set(ks[(ks <= _CHANCE_EXACT) | (ks >= n - _CHANCE_EXACT_TOP)].tolist())
+    if ((ks > _CHANCE_EXACT) & (ks < n - _CHANCE_EXACT_TOP)).any():
+        g = float(_CHANCE_EXACT)
+        while g < half:
+            grid.add(int(round(g)))
+            g *= _CHANCE_GRID_RATIO
+        g = float(_CHANCE_EXACT_TOP)
+        while g < half:
+            grid.add(n - int(round(g)))
+            g *= _CHANCE_GRID_RATIO
+        grid.update((int(half), int(np.ceil(half))))
+    grid = np.array(sorted(k for k in grid if 0 < k <= n), np.int64)
+    rng = np.random.default_rng(seed)
+    sims = np.empty((len(grid), 4))
+    for j, k in enumerate(grid):
+        k = int(k)
+        exact = k <= _CHANCE_EXACT or k >= n - _CHANCE_EXACT_TOP
+        reps = replicates if exact else _CHANCE_GRID_REPLICATES
+        vals = np.empty((max(reps, 2), 2))
+        for r in range(len(vals)):
+            if k <= half:
+                picked = group_of_review[rng.choice(n, size=k, replace=False)]
+                counts = np.unique(picked, return_counts=True)[1]
+            else:  # the complement is the smaller draw
+                dropped = group_of_review[rng.choice(n, size=n - k, replace=False)]
+                counts = sizes - np.bincount(dropped, minlength=n_groups)
+                counts = counts[counts > 0]
+            vals[r] = _placement_stats(counts, n_groups, top)
+        sims[j] = vals[:, 0].mean(), vals[:, 0].std(ddof=1), vals[:, 1].mean(), vals[:, 1].std(ddof=1)
+    # Every placement equal (k = all reviews) leaves rounding noise, not spread: 0.
+    for col in (1, 3):
+        sims[np.abs(sims[:, col]) < 1e-12, col] = 0.0
+    ok = (supports > 0) & (supports <= n)
+    at = coord(supports[ok])
+    for col, name in enumerate(names):
+        out[name][ok] = np.interp(at, coord(grid), sims[:, col])
+    return out
+
+
+def _group_codes_of(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """One dense code per review that `keep` holds and has an id (the others dropped)."""
+    sel = keep & np.array([v is not None for v in values.tolist()], bool)
+    return np.unique(values[sel].astype(str), return_inverse=True)[1].astype(np.int64)
 
 
 def review_stats_table(staging: Path, merged: list):
@@ -453,7 +632,8 @@ def review_stats_table(staging: Path, merged: list):
 
     staging = Path(staging)
     merged = sorted(merged, key=lambda m: m.bucket)
-    reviews = pq.read_table(staging / "reviews.parquet", columns=["stars", "n_tokens"])
+    columns = ["stars", "n_tokens", "business_id", "user_id"]
+    reviews = pq.read_table(staging / "reviews.parquet", columns=columns)
     stars = reviews.column("stars").to_numpy(zero_copy_only=False)
     n_tokens = reviews.column("n_tokens").to_numpy()
     has_tokens = n_tokens > 0
@@ -482,6 +662,15 @@ def review_stats_table(staging: Path, merged: list):
             for name in _PAIR_FIELDS:
                 out[name][f_lo : f_lo + len(m.feature)] = m.review_stats["rp_" + name]
     most = np.nan_to_num(out["max_tokens_per_review"], nan=0.0).astype(np.int64)
+    chance = {}
+    for prefix, column in (("business", "business_id"), ("user", "user_id")):
+        support = np.zeros(n_features, np.int64)
+        for m in merged:
+            if "rs_feature" in m.review_stats:
+                f_lo = int(m.feature[0])
+                support[f_lo : f_lo + len(m.feature)] = m.review_stats[f"rp_n_{prefix}_reviews"]
+        codes = _group_codes_of(reviews.column(column).to_numpy(zero_copy_only=False), has_tokens)
+        chance[prefix] = chance_concentration(codes, support)
 
     n_rev = np.concatenate([m.n_reviews for m in merged]).astype(np.int64)
     dead = n_rev == 0
@@ -510,6 +699,15 @@ def review_stats_table(staging: Path, merged: list):
             "n_users": out["n_users"],
             "top10_user_share": nullable(out["top10_user_share"]),
             "user_gini": nullable(out["user_gini"]),
+            "auroc_p": nullable(cols["auroc_p"]),
+            "auroc_active": nullable(cols["auroc_active"]),
+            "spearman_p": nullable(cols["spearman_p"]),
+            **{
+                f"{stat}_{prefix}_{kind}": nullable(chance[prefix][f"{key}_{kind}"])
+                for prefix in ("business", "user")
+                for stat, key in (("chance_top10", "share"), ("chance_gini", "gini"))
+                for kind in ("mean", "sd")
+            },
         }
     )
 

@@ -17,6 +17,14 @@ Planted features (`PLANTED`, valid for the default `n_latents=24576`):
 - ``dense``: active on ~30% of all tokens, at random.
 - ``dead``: never active (nor is the last 2% of feature ids).
 
+Two more with ``extra_plants=True`` (off by default, so the default data, and every
+output computed from it, stay exactly what they were):
+
+- ``one_star_few``: active on ~30% of the tokens of the first ``FEW_REVIEWS`` 1-star
+  reviews only: a real but tiny effect, too little support to be a discovery.
+- ``scattered``: active on ~30% of the tokens of a random ~20% of the reviews, chosen
+  independently of business, user and stars: no association, no concentration.
+
 With ``n_latents < 24576`` the planted indices are scaled, ``idx * n_latents // 24576``
 (see `planted_features`); `SynthResult.planted` always holds the indices actually used.
 
@@ -50,6 +58,10 @@ PLANTED: dict[str, int] = {
     "dead": 24000,
 }
 
+EXTRA_PLANTED: dict[str, int] = {"one_star_few": 9001, "scattered": 12345}
+FEW_REVIEWS = 4
+_SCATTERED_REVIEWS = 0.20
+
 H5_NAME = "sae_features.h5"
 NPZ_NAME = "metadata.npz"
 ID_LEN = 22
@@ -82,11 +94,12 @@ class SynthResult:
     planted: dict[str, int]
 
 
-def planted_features(n_latents: int = REFERENCE_LATENTS) -> dict[str, int]:
-    """The planted feature indices used for a given SAE width."""
+def planted_features(n_latents: int = REFERENCE_LATENTS, extra: bool = False) -> dict[str, int]:
+    """The planted feature indices used for a given SAE width (`extra`: with EXTRA_PLANTED)."""
+    chosen = {**PLANTED, **(EXTRA_PLANTED if extra else {})}
     if n_latents >= REFERENCE_LATENTS:
-        return dict(PLANTED)
-    return {name: idx * n_latents // REFERENCE_LATENTS for name, idx in PLANTED.items()}
+        return chosen
+    return {name: idx * n_latents // REFERENCE_LATENTS for name, idx in chosen.items()}
 
 
 def dead_features(n_latents: int = REFERENCE_LATENTS) -> np.ndarray:
@@ -709,19 +722,21 @@ def synthesize(
     n_latents: int = 24576,
     k: int = 32,
     progress: bool = False,
+    extra_plants: bool = False,
 ) -> SynthResult:
     """Write `out_dir/sae_features.h5` and `out_dir/metadata.npz`; see the module doc."""
     if n_reviews < 1:
         raise ValueError("n_reviews must be >= 1")
     if n_latents < 128:
         raise ValueError("n_latents must be >= 128 so the planted features stay distinct")
-    planted = planted_features(n_latents)
+    planted = planted_features(n_latents, extra_plants)
     dead = dead_features(n_latents)
     excluded = np.union1d(dead, list(planted.values()))
     n_live = n_latents - len(excluded)
-    if not 4 <= k <= n_live // 2:
-        # 4 planted features can share a token, and sampling needs room for distinct draws.
-        raise ValueError(f"k must be in [4, {n_live // 2}] for n_latents={n_latents}")
+    n_planted = 6 if extra_plants else 4
+    if not n_planted <= k <= n_live // 2:
+        # The planted features can share a token, and sampling needs room for distinct draws.
+        raise ValueError(f"k must be in [{n_planted}, {n_live // 2}] for n_latents={n_latents}")
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -761,6 +776,15 @@ def synthesize(
     # Planted draws get their own stream so the random features do not depend on them.
     prng = np.random.default_rng(ss_tok)
     planted_order = ("salsa", "one_star", "business", "dense")
+    if extra_plants:
+        # Their own stream (spawn's 5th child; the first four are the ones above), so the
+        # draws of the original plants stay the same.
+        xrng = np.random.default_rng(np.random.SeedSequence(seed).spawn(5)[4])
+        planted_order += ("one_star_few", "scattered")
+        few = np.flatnonzero(~meta.skipped & (meta.stars == 1))[:FEW_REVIEWS]
+        in_few = np.zeros(n_reviews, bool)
+        in_few[few] = True
+        in_scattered = xrng.random(n_reviews) < _SCATTERED_REVIEWS
 
     kept = np.flatnonzero(~meta.skipped)
     n_tokens = 0
@@ -795,6 +819,10 @@ def synthesize(
                 "business": (tok_biz == 0) & (prng.random(n) < _BUSINESS_RATE),
                 "dense": prng.random(n) < _DENSE_RATE,
             }
+            if extra_plants:
+                tok_review = np.repeat(rows, counts)
+                masks["one_star_few"] = in_few[tok_review] & (xrng.random(n) < _ONE_STAR_RATE)
+                masks["scattered"] = in_scattered[tok_review] & (xrng.random(n) < _ONE_STAR_RATE)
             # Planted feature j overwrites slot (base + j) % k: distinct slots per token, and
             # random draws never produce planted ids, so each row stays k-distinct.
             base = prng.integers(0, k, n)
@@ -804,6 +832,8 @@ def synthesize(
                 feats[hit, col] = planted[name]
                 if name == "salsa":
                     vals[hit, col] = prng.uniform(5.0, 10.0, len(hit)).astype(np.float32)
+                elif name in EXTRA_PLANTED:
+                    vals[hit, col] = sampler.values(xrng, (len(hit),))
                 else:
                     vals[hit, col] = sampler.values(prng, (len(hit),))
             t_feat += time.perf_counter() - tf

@@ -11,52 +11,98 @@
 
 -- Every feature's star signal, from feature_review_stats.  Over the reviews with tokens
 -- and a rating; x = the review's max activation, 0 where the feature never fires.
+-- 3-star reviews: counted in spearman (an ordinal trend over 1..5), left out of auroc,
+-- auroc_active and log_odds (low = 1-2 stars against high = 4-5).
 -- - auroc: P(x_low > x_high) + 1/2 P(tie) for a random low (<= 2 stars) and high
 --   (>= 4 stars) review (> 0.5: the feature points to low ratings); 95% interval from
---   DeLong's standard error (normal approximation), clipped to [0, 1].
+--   DeLong's standard error (normal approximation), clipped to [0, 1].  All inactive
+--   reviews tie at 0, so a feature that rarely fires cannot reach far from 0.5.
+-- - auroc_active: the same among the reviews where the feature fires (the conditional
+--   effect: "when it fires, is it stronger in low reviews?"); NULL unless it fires in
+--   both a low and a high review.
 -- - log_odds: log odds ratio of being active in low vs high reviews with the
 --   Haldane-Anscombe correction (0.5 added to every cell of the 2x2 table, always,
 --   so a feature never active in high reviews still has a finite estimate); 95%
 --   Wald interval, SE = sqrt(sum of 1 / (cell + 0.5)).
 -- - spearman: rank correlation of x with the star rating (average ranks for ties);
 --   95% interval from Fisher's z with variance 1.06 / (n - 3) (Fieller et al., 1957).
+-- - auroc_p: two-sided Mann-Whitney p (tie-corrected normal approximation) for low vs
+--   high; spearman_p: two-sided p of the rank trend, z = spearman * sqrt(n - 1) (the
+--   exact permutation variance with ties).  auroc_q, spearman_q: Benjamini-Hochberg
+--   q-values over the features tested, i.e. those with support >= min_reviews and a
+--   defined p (n_tested); NULL for the others.
+-- Degenerate cases are undefined, not zero-width: the intervals of auroc and spearman
+-- are NULL when the feature fires in fewer than 2 rated reviews (deleting one review
+-- leaves it constant) or when the standard error is 0.
 -- Support: n_rated_active (active rated reviews), n_low_active, n_high_active.
 -- Dead features have NULL statistics.
-CREATE OR REPLACE MACRO star_signal(min_reviews := 20) AS TABLE
+CREATE OR REPLACE MACRO star_signal_all(min_reviews := 20) AS TABLE
 WITH s AS (
     SELECT *,
            n_low_active + 0.5 AS a, n_low - n_low_active + 0.5 AS b,
            n_high_active + 0.5 AS c, n_high - n_high_active + 0.5 AS d,
-           CASE WHEN abs(spearman) < 1 AND n_rated > 3 THEN atanh(spearman) END AS z,
-           sqrt(1.06 / nullif(n_rated - 3, 0)) AS z_se
+           CASE WHEN abs(spearman) < 1 AND n_rated > 3 AND n_rated_active >= 2 THEN atanh(spearman) END AS z,
+           sqrt(1.06 / nullif(n_rated - 3, 0)) AS z_se,
+           -- (1e-12: a DeLong variance that is 0 in exact arithmetic rounds to ~1e-17;
+           -- a real one is >= ~1e-8 even at 432K reviews)
+           auroc_se > 1e-12 AND n_rated_active >= 2 AS auroc_interval
     FROM feature_review_stats
 ),
 est AS (
     SELECT *,
            CASE WHEN n_rated_active > 0 AND n_low > 0 AND n_high > 0
                 THEN ln(a * d / (b * c)) END AS log_odds,
-           sqrt(1 / a + 1 / b + 1 / c + 1 / d) AS log_odds_se
+           sqrt(1 / a + 1 / b + 1 / c + 1 / d) AS log_odds_se,
+           n_rated_active >= min_reviews AS tested
     FROM s
+),
+-- Benjamini-Hochberg: q(i) = min over j >= i of p(j) * m / j, p ascending, capped at 1.
+ranked AS (
+    SELECT feature, auroc_p, spearman_p,
+           count(auroc_p) OVER () AS m_auroc,
+           row_number() OVER (ORDER BY auroc_p NULLS LAST, feature) AS i_auroc,
+           count(spearman_p) OVER () AS m_spearman,
+           row_number() OVER (ORDER BY spearman_p NULLS LAST, feature) AS i_spearman
+    FROM est WHERE tested
+),
+q AS (
+    SELECT feature,
+           CASE WHEN auroc_p IS NOT NULL THEN least(1.0, min(auroc_p * m_auroc / i_auroc) OVER (
+               ORDER BY i_auroc DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) END AS auroc_q,
+           CASE WHEN spearman_p IS NOT NULL THEN least(1.0, min(spearman_p * m_spearman / i_spearman) OVER (
+               ORDER BY i_spearman DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) END AS spearman_q,
+           m_auroc, m_spearman
+    FROM ranked
 )
-SELECT feature, n_rated, n_low, n_high, n_rated_active, n_low_active, n_high_active,
+SELECT e.feature, n_rated, n_low, n_high, n_rated_active, n_low_active, n_high_active,
        n_low_active / nullif(n_low, 0) AS frac_low_active,
        n_high_active / nullif(n_high, 0) AS frac_high_active,
        auroc,
-       -- (greatest/least skip NULLs: guard them so a NULL auroc keeps NULL bounds)
-       CASE WHEN auroc_se IS NOT NULL THEN greatest(auroc - 1.959963984540054 * auroc_se, 0.0) END AS auroc_lo,
-       CASE WHEN auroc_se IS NOT NULL THEN least(auroc + 1.959963984540054 * auroc_se, 1.0) END AS auroc_hi,
+       CASE WHEN auroc_interval THEN greatest(auroc - 1.959963984540054 * auroc_se, 0.0) END AS auroc_lo,
+       CASE WHEN auroc_interval THEN least(auroc + 1.959963984540054 * auroc_se, 1.0) END AS auroc_hi,
+       auroc_active,
        log_odds,
        log_odds - 1.959963984540054 * log_odds_se AS log_odds_lo,
        log_odds + 1.959963984540054 * log_odds_se AS log_odds_hi,
        spearman,
-       coalesce(tanh(z - 1.959963984540054 * z_se), spearman) AS spearman_lo,
-       coalesce(tanh(z + 1.959963984540054 * z_se), spearman) AS spearman_hi
-FROM est
-WHERE n_rated_active >= min_reviews
-ORDER BY feature;
+       tanh(z - 1.959963984540054 * z_se) AS spearman_lo,
+       tanh(z + 1.959963984540054 * z_se) AS spearman_hi,
+       e.auroc_p, q.auroc_q, e.spearman_p, q.spearman_q,
+       min_reviews AS min_reviews,
+       (SELECT any_value(m_auroc) FROM q) AS n_tested_auroc,
+       (SELECT any_value(m_spearman) FROM q) AS n_tested_spearman
+FROM est e
+LEFT JOIN q ON q.feature = e.feature
+ORDER BY e.feature;
 
-CREATE OR REPLACE MACRO feature_star_signal(feat) AS TABLE
-SELECT * FROM star_signal(min_reviews := 0) WHERE feature = feat;
+-- The features with support >= min_reviews (q-values among exactly them).
+CREATE OR REPLACE MACRO star_signal(min_reviews := 20) AS TABLE
+SELECT * FROM star_signal_all(min_reviews) WHERE n_rated_active >= min_reviews;
+
+-- One feature, whatever its support; its q-values are among the features with support
+-- >= min_reviews (NULL when it has less).
+CREATE OR REPLACE MACRO feature_star_signal(feat, min_reviews := 20) AS TABLE
+SELECT * FROM star_signal_all(min_reviews) WHERE feature = feat;
 
 -- ---------------------------------------------------------------- honest samples
 
@@ -481,6 +527,13 @@ FROM r GROUP BY by_ ORDER BY by_;
 -- share of its active reviews from its 10 most frequent businesses (users) and the Gini
 -- index of its active-review counts over all businesses (users) with reviews, zeros
 -- included (1: one business; the corpus itself scores corpus_*).
+-- Against chance: *_expected is the mean, *_sd the standard deviation, of the same
+-- statistic when the feature's active reviews (those with a business / user id) are a
+-- random subset of the reviews (businesses hit in proportion to their review counts;
+-- seeded simulation at build, etl/review_stats.chance_concentration).  *_excess =
+-- observed - expected, *_z = excess / sd: a rare feature's high Gini is expected, so it
+-- no longer tops the list by construction.  NULL z where sd = 0 (e.g. active in every
+-- review: nothing could have been placed differently).
 CREATE OR REPLACE MACRO concentration(min_reviews := 20) AS TABLE
 WITH cb AS (SELECT * FROM corpus_concentration() WHERE by_ = 'business'),
 cu AS (SELECT * FROM corpus_concentration() WHERE by_ = 'user')
@@ -488,7 +541,24 @@ SELECT s.feature, f.n_reviews,
        s.n_businesses, s.top10_business_share, s.business_gini,
        s.n_users, s.top10_user_share, s.user_gini,
        cb.top10_share AS corpus_top10_business_share, cb.gini AS corpus_business_gini,
-       cu.top10_share AS corpus_top10_user_share, cu.gini AS corpus_user_gini
+       cu.top10_share AS corpus_top10_user_share, cu.gini AS corpus_user_gini,
+       s.chance_top10_business_mean AS top10_business_share_expected,
+       s.chance_top10_business_sd AS top10_business_share_sd,
+       s.top10_business_share - s.chance_top10_business_mean AS top10_business_share_excess,
+       (s.top10_business_share - s.chance_top10_business_mean) / nullif(s.chance_top10_business_sd, 0)
+           AS top10_business_share_z,
+       s.chance_gini_business_mean AS business_gini_expected,
+       s.chance_gini_business_sd AS business_gini_sd,
+       s.business_gini - s.chance_gini_business_mean AS business_gini_excess,
+       (s.business_gini - s.chance_gini_business_mean) / nullif(s.chance_gini_business_sd, 0) AS business_gini_z,
+       s.chance_top10_user_mean AS top10_user_share_expected,
+       s.chance_top10_user_sd AS top10_user_share_sd,
+       s.top10_user_share - s.chance_top10_user_mean AS top10_user_share_excess,
+       (s.top10_user_share - s.chance_top10_user_mean) / nullif(s.chance_top10_user_sd, 0) AS top10_user_share_z,
+       s.chance_gini_user_mean AS user_gini_expected,
+       s.chance_gini_user_sd AS user_gini_sd,
+       s.user_gini - s.chance_gini_user_mean AS user_gini_excess,
+       (s.user_gini - s.chance_gini_user_mean) / nullif(s.chance_gini_user_sd, 0) AS user_gini_z
 FROM feature_review_stats s
 JOIN features f ON f.feature = s.feature
 CROSS JOIN cb CROSS JOIN cu
@@ -533,8 +603,10 @@ FROM wv
 GROUP BY center;
 
 -- The whole warehouse's per-feature statistics, one row per feature (dead ones
--- included): the features table, the star signal with its intervals, review-level
--- activity and concentration.  `saewh export stats` writes it as Parquet or CSV.
+-- included): the features table, the star signal with its intervals, p-values and
+-- q-values (among the features with >= 20 active rated reviews: q_min_reviews),
+-- review-level activity and concentration against chance.  `saewh export stats` writes
+-- it as Parquet or CSV.
 CREATE OR REPLACE MACRO feature_stats() AS TABLE
 WITH lens AS (SELECT n_tokens AS len, count(*) AS n FROM reviews WHERE n_tokens > 0 GROUP BY n_tokens),
 expected AS (
@@ -547,14 +619,17 @@ SELECT f.feature, f.n_active, f.n_reviews, f.density, f.review_density, f.max_va
        s.n_rated_active, s.n_low_active, s.n_high_active, s.frac_low_active, s.frac_high_active,
        s.auroc, s.auroc_lo, s.auroc_hi, s.log_odds, s.log_odds_lo, s.log_odds_hi,
        s.spearman, s.spearman_lo, s.spearman_hi,
+       s.auroc_active, s.auroc_p, s.auroc_q, s.spearman_p, s.spearman_q, s.min_reviews AS q_min_reviews,
        f.n_active / nullif(f.n_reviews, 0) AS mean_tokens_per_active_review,
        r.max_tokens_per_review,
        r.n_single_token_reviews / nullif(f.n_reviews, 0) AS frac_single_token_reviews,
        f.review_density / nullif(e.independent, 0) AS clumping,
        r.n_businesses, r.top10_business_share, r.business_gini,
-       r.n_users, r.top10_user_share, r.user_gini
+       r.n_users, r.top10_user_share, r.user_gini,
+       c.business_gini_expected, c.business_gini_z, c.user_gini_expected, c.user_gini_z
 FROM features f
 JOIN feature_review_stats r ON r.feature = f.feature
-JOIN star_signal(min_reviews := 0) s ON s.feature = f.feature
+JOIN star_signal_all(min_reviews := 20) s ON s.feature = f.feature
+JOIN concentration(min_reviews := 0) c ON c.feature = f.feature
 LEFT JOIN expected e ON e.feature = f.feature
 ORDER BY f.feature;

@@ -228,13 +228,22 @@ def test_star_signal_intervals(wh):
         assert close(r["log_odds_hi"], lor + Z95 * se)
         assert r["frac_low_active"] == (a - 0.5) / low.sum()
         rho = r["spearman"]
-        if rho is not None and abs(rho) < 1:
+        if rho is not None and abs(rho) < 1 and (x > 0).sum() >= 2:
             z, zse = math.atanh(rho), math.sqrt(1.06 / (rated.sum() - 3))
             assert close(r["spearman_lo"], math.tanh(z - Z95 * zse))
             assert close(r["spearman_hi"], math.tanh(z + Z95 * zse))
-        if r["auroc"] is not None:
+        else:
+            # Undefined (constant, one active review, |rho| = 1): never zero width.
+            assert r["spearman_lo"] is None and r["spearman_hi"] is None, r
+        defined = r["auroc"] is not None and (x > 0).sum() >= 2
+        if defined and low.sum() >= 2 and high.sum() >= 2:
+            defined = delong(x[low].astype(np.float64), x[high].astype(np.float64))[1] > 1e-12
+        if defined:
             assert r["auroc_lo"] <= r["auroc"] <= r["auroc_hi"]
             assert 0 <= r["auroc_lo"] and r["auroc_hi"] <= 1
+            assert r["auroc_hi"] > r["auroc_lo"]
+        else:
+            assert r["auroc_lo"] is None and r["auroc_hi"] is None, r
 
 
 def test_one_star_feature_tops_the_low_ranking_with_a_tight_interval(synth):
@@ -267,6 +276,184 @@ def test_ranking_reads_no_activations(synth):
     started = time.perf_counter()
     synth.con.execute("SELECT * FROM star_signal() ORDER BY auroc_lo DESC LIMIT 20").fetchall()
     assert time.perf_counter() - started < 1.0
+
+
+# ---------------------------------------------------------------- p-values, q-values, chance
+
+
+def test_p_values_match_scipy(wh):
+    """auroc_p is scipy's asymptotic Mann-Whitney p (ties, continuity); spearman_p the
+    normal tail of rho * sqrt(n - 1); auroc_active the Mann-Whitney AUROC among active
+    reviews; NULL exactly where scipy has no answer (all values tied)."""
+    o = wh.o
+    rated = o.rated
+    stars = o.stars[rated]
+    low, high = stars <= 2, stars >= 4
+    n = rated.sum()
+    got = {r["feature"]: r for r in wh.rows("SELECT * FROM feature_review_stats")}
+    checked = tied = 0
+    for f in range(o.n_latents):
+        x = o.M[f, rated].astype(np.float64)
+        r = got[f]
+        pooled = np.concatenate([x[low], x[high]])
+        if np.ptp(pooled) == 0:
+            assert r["auroc_p"] is None, f
+            tied += 1
+        else:
+            p = stats.mannwhitneyu(x[low], x[high], method="asymptotic").pvalue
+            assert close(r["auroc_p"], p, 1e-7), (f, r["auroc_p"], p)
+            checked += 1
+        if np.ptp(x) > 0:
+            rho = stats.spearmanr(x, stars).statistic
+            assert close(r["spearman_p"], 2 * stats.norm.sf(abs(rho) * math.sqrt(n - 1)), 1e-7), f
+            sp = stats.spearmanr(x, stars).pvalue
+            if 0.01 < sp and n > 100:
+                # The t approximation scipy uses and the permutation normal agree here.
+                assert abs(r["spearman_p"] - sp) < 0.02 + 0.05 * sp, (f, r["spearman_p"], sp)
+        else:
+            assert r["spearman_p"] is None, f
+        xl, xh = x[low][x[low] > 0], x[high][x[high] > 0]
+        if len(xl) and len(xh):
+            exp = stats.mannwhitneyu(xl, xh).statistic / (len(xl) * len(xh))
+            assert close(r["auroc_active"], exp), f
+        else:
+            assert r["auroc_active"] is None, f
+    assert checked > 20 and tied > 0
+
+
+def test_rank_trend_variance_is_exact_under_permutation():
+    """The claim spearman_p rests on: over all permutations, the Pearson correlation of
+    two fixed midrank vectors (heavy ties included) has variance exactly 1 / (n - 1)."""
+    import itertools
+
+    x = stats.rankdata([0, 0, 0, 0, 1.5, 2.5, 2.5])
+    y = stats.rankdata([1, 1, 2, 5, 5, 5, 4])
+    rhos = [np.corrcoef(x, np.array(p))[0, 1] for p in itertools.permutations(y)]
+    assert math.isclose(np.mean(rhos), 0, abs_tol=1e-12)
+    assert math.isclose(np.mean(np.square(rhos)), 1 / (len(x) - 1), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("min_reviews", [1, 20])
+def test_q_values_match_scipy(wh, min_reviews):
+    rows = wh.rows("SELECT * FROM star_signal_all(min_reviews := $m)", {"m": min_reviews})
+    tested = [r for r in rows if r["n_rated_active"] >= min_reviews]
+    for stat in ("auroc", "spearman"):
+        have = [r for r in tested if r[f"{stat}_p"] is not None]
+        if not have:
+            continue
+        q = stats.false_discovery_control([r[f"{stat}_p"] for r in have])
+        for r, exp in zip(have, q):
+            assert close(r[f"{stat}_q"], float(exp), 1e-9), (stat, r["feature"], r[f"{stat}_q"], exp)
+            assert r[f"n_tested_{stat}"] == len(have) and r["min_reviews"] == min_reviews
+    # Below the support, or untestable: no q.
+    for r in rows:
+        if r["n_rated_active"] < min_reviews or r["auroc_p"] is None:
+            assert r["auroc_q"] is None, r
+
+
+def test_chance_concentration_matches_enumeration():
+    """The simulated expectation against the exact one, enumerated over every subset of
+    k reviews (tiny corpus), and the closed cases: k = 1 and k = all reviews."""
+    import itertools
+
+    from etl.review_stats import chance_concentration
+
+    group = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3])  # 10 reviews, 4 businesses
+    n_groups = 4
+    supports = np.array([0, 1, 2, 3, 5, 10])
+    got = chance_concentration(group, supports, top=2, replicates=400, seed=1)
+    assert np.isnan(got["gini_mean"][0]) and np.isnan(got["share_sd"][0])
+    for j, k in enumerate(supports[1:], 1):
+        shares, ginis = [], []
+        for subset in itertools.combinations(range(len(group)), int(k)):
+            c = np.bincount(group[list(subset)], minlength=n_groups).astype(float)
+            shares.append(np.sort(c)[::-1][:2].sum() / c.sum())
+            ginis.append(_gini(c))
+        for name, exact in (("share", shares), ("gini", ginis)):
+            mean, sd = float(np.mean(exact)), float(np.std(exact, ddof=0))
+            # 400 replicates: the mean within 5 standard errors, the sd within 20%.
+            assert abs(got[f"{name}_mean"][j] - mean) <= 5 * sd / 20 + 1e-12, (name, k)
+            assert abs(got[f"{name}_sd"][j] - sd) <= 0.2 * sd + 1e-12, (name, k)
+    # One review: always (B - 1) / B; every review: the corpus, with no spread.
+    assert got["gini_mean"][1] == pytest.approx(3 / 4) and got["gini_sd"][1] == 0
+    assert got["gini_mean"][-1] == pytest.approx(_gini(np.bincount(group).astype(float)))
+    assert got["gini_sd"][-1] == 0 and got["share_sd"][-1] == 0
+    # Reproducible: a pure function of its inputs and seed.
+    again = chance_concentration(group, supports, top=2, replicates=400, seed=1)
+    assert all(np.array_equal(got[k], again[k], equal_nan=True) for k in got)
+
+
+def test_chance_concentration_interpolates_large_supports():
+    from etl.review_stats import _CHANCE_EXACT, chance_concentration
+
+    rng = np.random.default_rng(0)
+    group = rng.integers(0, 40, 3000)
+    # In the geometric grid (k and n - k), and the complement-sampled top end.
+    k = np.array([_CHANCE_EXACT + 137, 1500, 2700, 2990])
+    got = chance_concentration(group, k, replicates=100, seed=2)
+    for j, kk in enumerate(k):
+        sims = []
+        for _ in range(300):
+            c = np.bincount(group[rng.choice(len(group), int(kk), replace=False)], minlength=40)
+            sims.append(_gini(c.astype(float)))
+        # 50 replicates at a grid point (more at the ends), interpolation error on top.
+        assert abs(got["gini_mean"][j] - np.mean(sims)) < 4 * np.std(sims) / math.sqrt(50) + 1e-4, kk
+        assert abs(got["gini_sd"][j] - np.std(sims)) < 0.35 * np.std(sims) + 1e-4, kk
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> WH:
+    """A synthetic warehouse with the opt-in plants: one_star_few (4 one-star reviews)
+    and scattered (random reviews); 800 reviews, so 16 businesses.  Seed 0 as every
+    fixture here: "scattered" is within 1.96 sd of chance for seeds 0, 2, 3, 4; seed 1
+    draws a 1.6%-tail business Gini (z = 2.4), as a 5% check must now and then."""
+    base = tmp_path_factory.mktemp("planted")
+    res = synthesize(base / "inputs", n_reviews=800, seed=0, n_latents=N_LATENTS, extra_plants=True)
+    build_warehouse(res.h5_path, res.npz_path, base / "wh", n_latents=N_LATENTS, workers=2)
+    con = connect(base / "wh")
+    yield WH(base / "wh", con, None, res.planted)
+    con.close()
+
+
+def test_planted_discoveries(planted):
+    one_star, few = planted.planted["one_star"], planted.planted["one_star_few"]
+    strong = planted.rows("SELECT * FROM feature_star_signal($f)", {"f": one_star})[0]
+    assert strong["n_rated_active"] >= 20 and strong["auroc_q"] < 0.05 and strong["spearman_q"] < 0.05
+    weak = planted.rows("SELECT * FROM feature_star_signal($f)", {"f": few})[0]
+    assert 0 < weak["n_low_active"] <= 4 and weak["n_high_active"] == 0
+    # Below the default support it is not tested at all (and says so) ...
+    assert weak["auroc_q"] is None and weak["min_reviews"] == 20
+    # ... and tested with every feature it still is no discovery, though its own p is small.
+    weak = planted.rows("SELECT * FROM feature_star_signal($f, min_reviews := 1)", {"f": few})[0]
+    assert weak["auroc_p"] < 0.05 and weak["auroc_q"] >= 0.05 and weak["spearman_q"] >= 0.05
+    for by in ("auroc", "spearman", "log_odds"):
+        found = json.loads(
+            _ok(["report", "star-signal", "--by", by, "--max-q", "0.05", "--min-reviews", 1, "--k", 1000,
+                 "--json", "-w", planted.path])
+        )
+        feats = [r["feature"] for r in found]
+        assert feats[0] == one_star and few not in feats, by
+        assert all(r["q"] <= 0.05 and r["min_reviews"] == 1 and r["n_tested"] > 1000 for r in found)
+
+
+def test_planted_concentration_against_chance(planted):
+    biz, scattered = planted.planted["business"], planted.planted["scattered"]
+    rows = {r["feature"]: r for r in planted.rows("SELECT * FROM concentration(min_reviews := 1)")}
+    s = rows[scattered]
+    assert s["n_reviews"] > 50
+    for stat in ("business_gini", "top10_user_share", "user_gini"):
+        # No excess: observed within 1.96 standard deviations of its expectation.
+        assert abs(s[f"{stat}_excess"]) <= Z95 * s[f"{stat}_sd"], (stat, s)
+    b = rows[biz]
+    assert b["business_gini_z"] > 5 and b["business_gini_excess"] > 0.3
+    ranking = json.loads(_ok(["report", "concentration", "--k", 3, "--json", "-w", planted.path]))
+    assert ranking[0]["feature"] == biz
+    # Rare features no longer top the list by construction: under the raw Gini, those
+    # with the fewest reviews crowd the top; under z the top ones are not the rarest.
+    args = ["report", "concentration", "--min-reviews", 1, "--k", 20, "--json", "-w", planted.path]
+    raw = json.loads(_ok([*args, "--sort", "gini"]))
+    by_z = json.loads(_ok(args))
+    assert np.median([r["n_reviews"] for r in raw]) < np.median([r["n_reviews"] for r in by_z])
 
 
 # ---------------------------------------------------------------- concentration and spread
@@ -335,6 +522,12 @@ def test_review_stats_on_awkward_pairs(seed):
             continue
         theta, se = delong(x[low], x[high])
         assert close(got["rs_auroc"][f], theta) and close(got["rs_auroc_se"][f], se), f
+        pooled = np.concatenate([x[low], x[high]])
+        if np.ptp(pooled) > 0:  # ties across low and high, a single pair: scipy's p
+            p = stats.mannwhitneyu(x[low], x[high], method="asymptotic").pvalue
+            assert close(got["rs_auroc_p"][f], p, 1e-7), (f, got["rs_auroc_p"][f], p)
+        else:  # equal everywhere: nothing to test
+            assert np.isnan(got["rs_auroc_p"][f]), f
         if np.ptp(x) > 0:
             assert close(got["rs_spearman"][f], stats.spearmanr(x, stars[rated]).statistic), f
         else:
@@ -764,7 +957,12 @@ def _ok(args: list) -> str:
 
 
 REPORTS = {
-    "star-signal": [["--k", 3], ["--by", "spearman", "--direction", "high"], ["--feature", "{dead}"]],
+    "star-signal": [
+        ["--k", 3],
+        ["--by", "spearman", "--direction", "high"],
+        ["--feature", "{dead}"],
+        ["--max-q", "0.05", "--min-reviews", 5],
+    ],
     "samples": [
         ["--feature", "{salsa}", "--n", 2],
         ["--feature", "{dead}"],
@@ -783,7 +981,12 @@ REPORTS = {
         ["--pattern", " salsa", "--feature", "{dead}"],
     ],
     "text-search": [["--pattern", "(?i)salsa", "--k", 2], ["--pattern", "no such text at all"]],
-    "concentration": [["--k", 3], ["--by", "user", "--feature", "{business}"]],
+    "concentration": [
+        ["--k", 3],
+        ["--by", "user", "--feature", "{business}"],
+        ["--sort", "gini", "--k", 2],
+        ["--sort", "excess", "--by", "user"],
+    ],
     "feature-groups": [["--feature", "{business}"], ["--feature", "{one_star}", "--by", "user"]],
     "business-features": [["--business-id", "{first_business}", "--k", 3], ["--business-id", "nope"]],
     "user-features": [["--user-id", "{first_user}"]],

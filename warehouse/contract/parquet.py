@@ -186,6 +186,14 @@ _FEATURE_REVIEW_STATS = TableLayout(
                 (f"{group}_gini", pa.float64()),
             )
         ]
+        # Issue 17: p-values, the conditional AUROC, concentration expected by chance.
+        + [(name, pa.float64()) for name in ("auroc_p", "auroc_active", "spearman_p")]
+        + [
+            (f"{stat}_{group}_{kind}", pa.float64())
+            for group in ("business", "user")
+            for stat in ("chance_top10", "chance_gini")
+            for kind in ("mean", "sd")
+        ]
     ),
     dict(compression="zstd"),
 )
