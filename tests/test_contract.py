@@ -594,12 +594,16 @@ def test_no_sql_file_repeats_a_contract_number():
     the macros of sql/contract.sql (a changed constant cannot leave a stale copy)."""
     import re
 
+    from warehouse import contract
     from warehouse.sqlfiles import sql_dir
 
+    sizes = "|".join(map(str, {contract.TOP_MATERIALIZED, contract.REVIEW_TOP}))
     patterns = {
-        "bucket arithmetic": re.compile(r"//\s*\d"),
-        "a materialized size": re.compile(r"\bk\s*(<=|>|<|>=)\s*\d"),
-        "the default window": re.compile(r"\b(before|after)\s*(:=|=)\s*\d"),
+        "bucket arithmetic": re.compile(rf"//\s*{contract.BUCKET_WIDTH}\b"),
+        "a materialized size": re.compile(rf"\b(k|n_features)\s*(<=|>|<|>=)\s*({sizes})\b"),
+        "the default window": re.compile(
+            rf"\b(before\s*(:=|=)\s*{contract.DEFAULT_BEFORE}|after\s*(:=|=)\s*{contract.DEFAULT_AFTER})\b"
+        ),
     }
     checked = 0
     for path in sorted(sql_dir().rglob("*.sql")):

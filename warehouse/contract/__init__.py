@@ -15,7 +15,8 @@ SCHEMA_VERSION = 6
 # 3: top_examples' contexts only in warehouse.duckdb (the Parquet file holds offsets)
 # 4: contexts cut by the top_examples view; reviews_native holds the texts
 # 5: immutable snapshots under WH/snapshots/, published through WH/current
-# 6: the contract's constants as macros (sql/contract.sql: bucket_of, top_materialized, ...)
+# 6: the contract's constants as macros (sql/contract.sql: bucket_of, top_materialized, ...);
+#    feature_review_stats: p-values, conditional AUROC, concentration expected by chance
 
 BUCKET_WIDTH = 64  # features per `activations` partition: bucket = feature // BUCKET_WIDTH
 TOP_MATERIALIZED = 100  # strongest activations precomputed per feature (top_examples)
