@@ -384,7 +384,7 @@ def test_chance_concentration_matches_enumeration():
 
 
 def test_chance_concentration_interpolates_large_supports():
-    from etl.review_stats import _CHANCE_EXACT, chance_concentration
+    from etl.review_stats.chance import _CHANCE_EXACT, chance_concentration
 
     rng = np.random.default_rng(0)
     group = rng.integers(0, 40, 3000)

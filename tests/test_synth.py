@@ -14,12 +14,12 @@ from etl.synth import (
     PLANTED,
     SALSA_TOKENS,
     SynthResult,
-    _make_meta,
-    _ReviewWriter,
     dead_features,
     planted_features,
     synthesize,
 )
+from etl.synth.meta import make_meta
+from etl.synth.text import ReviewWriter
 from etl.tokenizer import load_tokenizer
 
 N_REVIEWS = 300
@@ -124,7 +124,7 @@ def test_reviews_contiguous_in_npz_order(synth: tuple[SynthResult, dict], layout
 
 
 def test_skip_rate_is_about_one_percent() -> None:
-    meta = _make_meta(np.random.default_rng(7), 20000)
+    meta = make_meta(np.random.default_rng(7), 20000)
     assert 0.005 < meta.skipped.mean() < 0.015
 
 
@@ -240,7 +240,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 
 def test_review_text_is_varied_unicode_and_follows_stars() -> None:
-    writer = _ReviewWriter(11)
+    writer = ReviewWriter(11)
     stars = np.random.default_rng(11).choice([1, 5], size=2000)
     texts = [writer.review(int(s)) for s in stars]
     counts = load_tokenizer("gpt2").count_tokens(texts)
