@@ -21,6 +21,8 @@ INTERNAL_SIGNALS = {"etl.pickled_strings.Unusual", "etl.pickled_strings.Refused"
 def _library_modules():
     for package in (etl, warehouse):
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if info.name.endswith(".__main__"):  # runs a program when imported
+                continue
             yield importlib.import_module(info.name)
 
 
