@@ -18,6 +18,19 @@ def _group_codes_of(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return np.unique(values[sel].astype(str), return_inverse=True)[1].astype(np.int64)
 
 
+def _per_feature(merged: list, n_features: int, key: str, integer: bool, by_feature_id: bool) -> np.ndarray:
+    """The buckets' column `key` as one array over all features (0 or NaN where a bucket
+    has no pairs); placed by the bucket's `rs_feature` ids, or as its contiguous slice."""
+    full = np.zeros(n_features, np.int64) if integer else np.full(n_features, np.nan)
+    for m in merged:
+        if "rs_feature" not in m.review_stats:  # buckets without any activation have no pairs
+            continue
+        f_lo = int(m.feature[0])
+        at = m.review_stats["rs_feature"] if by_feature_id else slice(f_lo, f_lo + len(m.feature))
+        full[at] = m.review_stats[key]
+    return full
+
+
 def review_stats_table(staging: Path, merged: list):
     """The table `feature_review_stats`, one row per feature (dead ones included), from
     the buckets' merge results (`etl.build.merge.MergeResult`) and the snapshot's
@@ -40,30 +53,14 @@ def review_stats_table(staging: Path, merged: list):
 
     features = np.concatenate([m.feature for m in merged]).astype(np.int64)
     n_features = len(features)
-    cols: dict[str, np.ndarray] = {}
-    for name in _RATED_FIELDS:
-        full = np.zeros(n_features, np.int64) if name.startswith("n_") else np.full(n_features, np.nan)
-        for m in merged:
-            if "rs_feature" in m.review_stats:  # buckets without any activation have no pairs
-                full[m.review_stats["rs_feature"]] = m.review_stats["rs_" + name]
-        cols[name] = full
-    out = {
-        name: (np.zeros(n_features, np.int64) if name.startswith("n_") else np.full(n_features, np.nan))
-        for name in _PAIR_FIELDS
-    }
-    for m in merged:
-        if "rs_feature" in m.review_stats:  # buckets without any activation have no pairs
-            f_lo = int(m.feature[0])
-            for name in _PAIR_FIELDS:
-                out[name][f_lo : f_lo + len(m.feature)] = m.review_stats["rp_" + name]
+    cols = {name: _per_feature(merged, n_features, "rs_" + name, name.startswith("n_"), True)
+            for name in _RATED_FIELDS}
+    out = {name: _per_feature(merged, n_features, "rp_" + name, name.startswith("n_"), False)
+           for name in _PAIR_FIELDS}
     most = np.nan_to_num(out["max_tokens_per_review"], nan=0.0).astype(np.int64)
     chance = {}
     for prefix, column in (("business", "business_id"), ("user", "user_id")):
-        support = np.zeros(n_features, np.int64)
-        for m in merged:
-            if "rs_feature" in m.review_stats:
-                f_lo = int(m.feature[0])
-                support[f_lo : f_lo + len(m.feature)] = m.review_stats[f"rp_n_{prefix}_reviews"]
+        support = _per_feature(merged, n_features, f"rp_n_{prefix}_reviews", True, False)
         codes = _group_codes_of(reviews.column(column).to_numpy(zero_copy_only=False), has_tokens)
         chance[prefix] = chance_concentration(codes, support)
 

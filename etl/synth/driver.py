@@ -72,6 +72,16 @@ class _ExtraPlants:
         self.in_scattered = self.rng.random(n_reviews) < _SCATTERED_REVIEWS
 
 
+def _random_features(sampler: FeatureSampler, rng: np.random.Generator, n: int, k: int):
+    """`n` tokens' random features and values, sampled a bounded block at a time."""
+    feats = np.empty((n, k), dtype=np.int32)
+    vals = np.empty((n, k), dtype=np.float32)
+    for s, e in batches(n, _TOKENS_PER_SAMPLE):
+        feats[s:e] = sampler.features(rng, e - s)
+        vals[s:e] = sampler.values(rng, (e - s, k))
+    return feats, vals
+
+
 def _plant_masks(meta, rows: np.ndarray, counts: np.ndarray, salsa: np.ndarray,
                  prng: np.random.Generator, extra: _ExtraPlants | None) -> dict[str, np.ndarray]:
     """Per planted feature, the tokens of a batch (reviews `rows`) it fires on."""
@@ -178,11 +188,7 @@ def synthesize(
             ids = np.concatenate([e.ids for e in encs])
             n = len(ids)
             tf = time.perf_counter()
-            feats = np.empty((n, k), dtype=np.int32)
-            vals = np.empty((n, k), dtype=np.float32)
-            for s, e in batches(n, _TOKENS_PER_SAMPLE):
-                feats[s:e] = sampler.features(rng, e - s)
-                vals[s:e] = sampler.values(rng, (e - s, k))
+            feats, vals = _random_features(sampler, rng, n, k)
 
             masks = _plant_masks(meta, rows, counts, salsa_lut[ids], prng, extra)
             _plant(feats, vals, masks, planted_order, planted, sampler, prng, extra)
