@@ -14,6 +14,7 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import functools
 import hashlib
 import os
 import signal
@@ -142,6 +143,7 @@ def fsync_tree(root: Path) -> None:
         list(pool.map(fsync_dir, dirs))
 
 
+@functools.cache
 def libc() -> ctypes.CDLL:
     """The C library, for the calls Python does not wrap (raises OSError if it cannot be
     loaded; a missing function is an AttributeError at the call site)."""

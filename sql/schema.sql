@@ -38,3 +38,13 @@ SELECT * FROM read_parquet({{files feature_review_stats}});
 -- plus part-split.parquet for reviews split across chunks or workers.
 CREATE OR REPLACE VIEW review_top_features AS
 SELECT * FROM read_parquet({{files review_top_features}});
+
+-- Per (token id, feature): n_active, sum_value, max_value of the feature's activations
+-- on that token; one file per feature bucket, each in (token_id, feature) order.
+CREATE OR REPLACE VIEW token_feature_stats AS
+SELECT token_id, feature, n_active, sum_value, max_value
+FROM read_parquet({{files token_feature_stats}});
+
+-- Every token id that occurs: its text (as in tokens.token) and its occurrences.
+CREATE OR REPLACE VIEW vocabulary AS
+SELECT token_id, token, n_occurrences FROM read_parquet({{files vocabulary}});

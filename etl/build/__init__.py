@@ -258,6 +258,7 @@ def _context(
         settings=settings, h5=settings.h5.absolute(), out=out, n_tokens=n_tokens, n_tokens_of=n_tok,
         n_npz=n_npz, star_code=star_code, star_values=star_values, groups=groups,
         counter=Counter(shared=settings.workers > 1), texts_ready=multiprocessing.get_context("fork").Event(),
+        n_vocab=len(load_tokenizer(settings.tokenizer).vocab_strings),
     )
 
 
@@ -370,9 +371,14 @@ def _finish_tables(ctx: BuildContext, merged: list, db_thread: ThreadPoolExecuto
     submit_held(db_thread, database, (load_top_examples, out.root, out.root, top))
     finish.write_top_examples(out, top, top_sizes)
     finish.write_feature_tables(out, merged, ctx.n_tokens, int((ctx.n_tokens_of > 0).sum()))
+    finish.write_vocabulary(out, ctx.work, load_tokenizer(ctx.settings.tokenizer).vocab_strings,
+                            ctx.settings.tuning.gather_window_bytes)
     if not out.has_parts("activations"):
-        # Not one active slot: an empty file keeps the activations view's glob valid.
+        # Not one active slot: an empty file keeps the activations view's glob valid
+        # (and token_feature_stats', written by the same merges).
         merge.activation_writer(out.activations_part(0)).close()
+        finish.write_parquet("token_feature_stats", finish.empty_table("token_feature_stats"),
+                             out.token_stats_part(0))
 
 
 def _check_target(target: Path, replace: bool) -> None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 DEFAULT_LATENTS = 24_576
 DEFAULT_CHUNK_TOKENS = 131_072
+NO_TOKEN_ID = -1  # in WorkDir.token_ids: the token has no id (its text is unknown)
 SPILL_COLUMNS = 3  # token_pos, value, review_idx: 4 bytes each, per run and bucket (WorkDir.spill)
 
 
@@ -56,6 +57,9 @@ class WorkDir:
     token_review = property(lambda self: self.root / "token_review.npy")
     token_position = property(lambda self: self.root / "token_position.npy")
     token_bounds = property(lambda self: self.root / "token_bounds.npy")
+    # Per token, its token id (int32; NO_TOKEN_ID: unknown), filled by the explode and
+    # read by the merge (token_feature_stats) and the finish (vocabulary).
+    token_ids = property(lambda self: self.root / "token_ids.npy")
     texts = property(lambda self: self.root / "texts.arrow")  # the NPZ texts, memory-mappable
 
     def spill(self, worker: int, bucket: int) -> Path:
@@ -84,7 +88,7 @@ class SnapshotDir:
 
     root: Path
 
-    PARTITIONED = ("activations", "tokens", "review_top_features")  # directories of parts
+    PARTITIONED = ("activations", "tokens", "review_top_features", "token_feature_stats")  # parts
 
     @property
     def work(self) -> WorkDir:
@@ -112,6 +116,9 @@ class SnapshotDir:
     def review_top_split(self) -> Path:
         """The ranked features of the reviews no single worker saw whole."""
         return self.root / "review_top_features" / "part-split.parquet"
+
+    def token_stats_part(self, bucket: int) -> Path:
+        return self.root / "token_feature_stats" / f"part-{bucket:05d}.parquet"
 
     def activations_part(self, bucket: int) -> Path:
         return self.root / "activations" / f"bucket={bucket}" / "part-0.parquet"
@@ -155,6 +162,7 @@ class BuildContext:
     groups: dict  # "business"/"user": (code per review_idx, number of codes); etl.review_stats
     counter: Counter  # progress, shared with the workers
     texts_ready: Event  # shared with the forked workers: set once `work.texts` is complete
+    n_vocab: int  # the tokenizer's token ids are [0, n_vocab)
 
     @property
     def work(self) -> WorkDir:

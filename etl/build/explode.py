@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl.build.context import BuildContext, WorkDir, current
+from etl.build.context import NO_TOKEN_ID, BuildContext, WorkDir, current
 from etl.build.files import (
     NpyWriter,
     append,
@@ -103,6 +103,7 @@ class _Explode:
         self.tokens = parquet_writer("tokens", ctx.out.tokens_part(worker))
         self.review_top = parquet_writer("review_top_features", ctx.out.review_top_part(worker))
         self.bounds = NpyWriter(np.load(ctx.work.token_bounds, mmap_mode="r"))
+        self.token_ids = NpyWriter(np.load(ctx.work.token_ids, mmap_mode="r"))
 
     def chunk(self, s: int, idx: np.ndarray, val: np.ndarray) -> None:
         """Spill, rank and tokenize the chunk of tokens starting at `s`."""
@@ -146,6 +147,7 @@ class _Explode:
             reviews,
             np.array(np.load(work.token_position, mmap_mode="r")[s:e]),
             self.bounds,
+            self.token_ids,
         )
         self.text_lens.append(lens)
 
@@ -174,6 +176,7 @@ class _Explode:
         self.review_top.close()
         self.spills.close()
         self.bounds.close()
+        self.token_ids.close()
 
     def result(self) -> ExplodeResult:
         """Once closed: the run counts by bucket and the partial reviews' pairs to their
@@ -276,11 +279,14 @@ def write_tokens(
     reviews: np.ndarray,
     pos: np.ndarray,
     bounds_out: NpyWriter,
+    token_ids_out: NpyWriter,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The chunk's `tokens` rows (tokens from `s`, of `reviews` at positions `pos`);
     also, into `token_bounds.npy` at the chunk's rows, each token's character offsets
     and those of its default context window (-1 when not trusted), from which
-    `finish.top_examples_table` takes the top examples' contexts.
+    `finish.top_examples_table` takes the top examples' contexts; and into
+    `token_ids.npy` each token's id (NO_TOKEN_ID where `token_id` is NULL), from which
+    the merge counts `token_feature_stats`.
 
     Returns (review_idx, tokens of its text) of the chunk's reviews that have a text.
     """
@@ -312,6 +318,7 @@ def write_tokens(
     else:
         tid = cs = ce = np.zeros(len(pos), np.int32)
     bounds_out.write(s, bounds)
+    token_ids_out.write(s, np.where(mask, NO_TOKEN_ID, tid).astype(np.int32))
     token_id = pa.array(tid, mask=mask)
     token = vocab.take(token_id)
     writer.write_table(

@@ -233,6 +233,33 @@ def write_feature_tables(out: SnapshotDir, merged: list[MergeResult], n_tokens: 
     write_parquet("feature_review_stats", review_stats, out.table("feature_review_stats"))
 
 
+def write_vocabulary(out: SnapshotDir, work: WorkDir, vocab_strings: list[str], window_bytes: int) -> None:
+    """`vocabulary.parquet`: every token id that occurs, its text and its occurrences,
+    counted from `token_ids.npy` a window at a time."""
+    counts = np.zeros(len(vocab_strings), np.int64)
+    ids = np.load(work.token_ids, mmap_mode="r")
+    step = max(window_bytes // 4, 1)
+    for lo in range(0, len(ids), step):
+        chunk = np.array(ids[lo : lo + step])
+        counts += np.bincount(chunk[chunk >= 0], minlength=len(counts))
+    del ids
+    seen = np.flatnonzero(counts)
+    table = pa.table(
+        {
+            "token_id": seen.astype(np.int32),
+            "token": pa.array(vocab_strings, pa.string()).take(pa.array(seen)),
+            "n_occurrences": counts[seen],
+        },
+        schema=schema("vocabulary"),
+    )
+    write_parquet("vocabulary", table, out.table("vocabulary"))
+
+
+def empty_table(name: str) -> pa.Table:
+    """A table of the contract with no rows."""
+    return schema(name).empty_table()
+
+
 # --------------------------------------------------------------------------- manifest
 
 
@@ -269,7 +296,8 @@ def write_manifest(
     for name in SnapshotDir.PARTITIONED:
         files = out.parts(name)
         tables[name] = [finished.get(str(p.relative_to(staging))) or file_entry(staging, p) for p in files]
-    for name in ("reviews", "features", "top_examples", "feature_stars", "feature_review_stats"):
+    for name in ("reviews", "features", "top_examples", "feature_stars", "feature_review_stats",
+                 "vocabulary"):
         tables[name] = [file_entry(staging, out.table(name))]
     manifest = {
         "schema_version": SCHEMA_VERSION,

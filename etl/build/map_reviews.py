@@ -60,6 +60,7 @@ def map_reviews(f, npz_ids: np.ndarray, work: WorkDir, chunk: int, progress: boo
     # Each token's character offsets and those of its default context window, filled by
     # the explode workers (see explode.write_tokens), read for the top examples.
     open_memmap_reserved(work.token_bounds, np.int32, (n, 4)).flush()
+    open_memmap_reserved(work.token_ids, np.int32, (n,)).flush()  # likewise (explode.write_tokens)
     counts = np.zeros(max(len(ids), 1024), np.int64)
     first = np.full(len(counts), np.iinfo(np.int64).max, np.int64)
     last = np.full(len(counts), -1, np.int64)

@@ -1,7 +1,7 @@
 """Phase 3, in each worker: one bucket (64 features) at a time, its rows gathered from
 every explode worker's spill file in (feature, token_pos) order and written as one
-sorted Parquet file, while its feature statistics, top examples, per-star counts and
-review statistics are computed on the way."""
+sorted Parquet file, while its feature statistics, top examples, per-star counts,
+review statistics and (token id, feature) statistics are computed on the way."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from etl.build.context import SPILL_COLUMNS, BuildContext, Tuning, WorkDir, current
 from etl.build.files import finished_file, read_ranges
 from etl.build.kernels import combine_pairs, gather_index, run_segments, top_candidates, top_per_feature
+from etl.build.token_stats import TokenStats
 from etl.review_stats import bucket_review_stats, pair_stats
 from warehouse.contract import BUCKET_WIDTH, TOP_MATERIALIZED
 from warehouse.contract.parquet import parquet_writer, row_group, schema
@@ -70,7 +71,7 @@ def merge_bucket(ctx: BuildContext, bucket: int, runs: tuple[int, ...]) -> Merge
     if seg is None:
         ctx.counter.value += 1
         return _empty_result(bucket, f_lo, width)
-    merge = _BucketMerge(ctx, bucket, f_lo, width)
+    merge = _BucketMerge(ctx, bucket, f_lo, width, int(seg.len.sum()))
     blocks = spill_blocks(seg.paths, seg.src, seg.at, seg.step, seg.len, SPILL_COLUMNS, ctx.settings.tuning)
     for lo, hi, buf, offsets in blocks:
         # The features before the next block's first one are complete (this block's last
@@ -164,7 +165,7 @@ def spill_blocks(
 class _BucketMerge:
     """A bucket's merge, block by block: its activations file and what it accumulates."""
 
-    def __init__(self, ctx: BuildContext, bucket: int, f_lo: int, width: int):
+    def __init__(self, ctx: BuildContext, bucket: int, f_lo: int, width: int, n_rows: int):
         self.ctx, self.bucket, self.f_lo = ctx, bucket, f_lo
         self.path = ctx.out.activations_part(bucket)
         self.writer = activation_writer(self.path)
@@ -174,6 +175,7 @@ class _BucketMerge:
         self.sums = np.zeros(width, np.float64)
         self.maxes = np.zeros(width, np.float32)
         self.pairs = BucketPairs(ctx, f_lo, width)
+        self.token_stats = TokenStats(ctx, f_lo, width, n_rows)
         self.top_parts: list[tuple] = []
 
     def block(
@@ -193,6 +195,7 @@ class _BucketMerge:
         del at
         f_local = np.repeat(b_f, b_len).astype(np.int32)
         self._write(tp, rv, f_local, v, total)
+        self.token_stats.add(f_local, tp, v)
 
         heads = np.flatnonzero(np.append(True, f_local[1:] != f_local[:-1]))
         fids = f_local[heads]
@@ -240,7 +243,7 @@ class _BucketMerge:
         if self.pending:
             self.writer.write_table(pa.concat_tables(self.pending), row_group_size=row_group("activations"))
         self.writer.close()
-        return [finished_file(self.ctx.out.root, self.path)]
+        return [finished_file(self.ctx.out.root, self.path), self.token_stats.write(self.bucket)]
 
     def result(self, files: list[dict]) -> MergeResult:
         """The statistics of the bucket's last features; its top rows to their file."""

@@ -16,7 +16,8 @@ SCHEMA_VERSION = 6
 # 4: contexts cut by the top_examples view; reviews_native holds the texts
 # 5: immutable snapshots under WH/snapshots/, published through WH/current
 # 6: the contract's constants as macros (sql/contract.sql: bucket_of, top_materialized, ...);
-#    feature_review_stats: p-values, conditional AUROC, concentration expected by chance
+#    feature_review_stats: p-values, conditional AUROC, concentration expected by chance;
+#    token_feature_stats and vocabulary (token-major questions without a scan)
 
 BUCKET_WIDTH = 64  # features per `activations` partition: bucket = feature // BUCKET_WIDTH
 TOP_MATERIALIZED = 100  # strongest activations precomputed per feature (top_examples)
@@ -36,7 +37,7 @@ SQL_CONSTANTS: dict[str, int] = {
 
 TABLES = (
     "activations", "tokens", "reviews", "features", "top_examples", "feature_stars",
-    "feature_review_stats", "review_top_features",
+    "feature_review_stats", "review_top_features", "token_feature_stats", "vocabulary",
 )
 
 # The tables stored as several files, relative to the warehouse (the manifest lists the
@@ -45,6 +46,7 @@ TABLE_GLOBS = {
     "activations": "activations/bucket=*/part-0.parquet",
     "tokens": "tokens/*.parquet",
     "review_top_features": "review_top_features/*.parquet",
+    "token_feature_stats": "token_feature_stats/*.parquet",
 }
 
 # The contract's columns (README): the build may write more, never fewer.
@@ -59,6 +61,8 @@ CONTRACT_COLUMNS = {
     "feature_stars": ("feature", "stars", "n_active_reviews", "sum_max_value"),
     "feature_review_stats": ("feature", "n_rated", "n_low", "n_high", "n_rated_active", "n_low_active",
                              "n_high_active", "auroc", "auroc_se", "spearman"),
+    "token_feature_stats": ("token_id", "feature", "n_active", "sum_value", "max_value"),
+    "vocabulary": ("token_id", "token", "n_occurrences"),
 }
 
 

@@ -199,6 +199,44 @@ _FEATURE_REVIEW_STATS = TableLayout(
 )
 
 
+# Per (token id, feature): the feature's activations on that token, summed over the
+# corpus.  One file per feature bucket (its merge writes it), rows in (token_id, feature)
+# order with statistics on token_id, so one token's rows are a row group or two of each
+# file.  sum_value is exact enough to rank by (float64, summed from float32 values).
+_TOKEN_FEATURE_STATS = TableLayout(
+    pa.schema(
+        [
+            pa.field("token_id", pa.int32(), nullable=False),
+            pa.field("feature", pa.int32(), nullable=False),
+            pa.field("n_active", pa.int64(), nullable=False),
+            pa.field("sum_value", pa.float64(), nullable=False),
+            pa.field("max_value", pa.float32(), nullable=False),
+        ]
+    ),
+    dict(
+        compression="zstd",
+        use_dictionary=False,
+        write_statistics=["token_id", "feature"],
+        column_encoding=_encodings(
+            DELTA_BINARY_PACKED="token_id feature n_active", BYTE_STREAM_SPLIT="sum_value max_value"
+        ),
+    ),
+    row_group=1 << 14,
+)
+
+# Every token id that occurs, with its text and its occurrences (tokens with a token_id).
+_VOCABULARY = TableLayout(
+    pa.schema(
+        [
+            pa.field("token_id", pa.int32(), nullable=False),
+            ("token", pa.string()),
+            pa.field("n_occurrences", pa.int64(), nullable=False),
+        ]
+    ),
+    dict(compression="zstd"),
+)
+
+
 # Every table the build writes, by name: a writer is made from its entry and nothing else.
 LAYOUTS: dict[str, TableLayout] = {
     "tokens": _TOKENS,
@@ -210,6 +248,8 @@ LAYOUTS: dict[str, TableLayout] = {
     "features": _FEATURES,
     "feature_stars": _FEATURE_STARS,
     "feature_review_stats": _FEATURE_REVIEW_STATS,
+    "token_feature_stats": _TOKEN_FEATURE_STATS,
+    "vocabulary": _VOCABULARY,
 }
 
 
