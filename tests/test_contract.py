@@ -45,6 +45,8 @@ COLUMNS = {
                  "mean_value", "sum_value"],
     "top_examples": ["feature", "rank", "token_pos", "review_idx", "value"],
     "feature_stars": ["feature", "stars", "n_active_reviews", "sum_max_value"],
+    "token_feature_stats": ["token_id", "feature", "n_active", "sum_value", "max_value"],
+    "vocabulary": ["token_id", "token", "n_occurrences"],
 }
 MACRO_COLUMNS = {
     "feature_tokens": ["token_pos", "review_idx", "review_id", "position", "value"],
@@ -228,6 +230,43 @@ def test_tokens_table(wh):
     _, got = wh.q(f"SELECT {cols('tokens')} FROM tokens ORDER BY token_pos")
     exp = bf.tokens_table()
     assert_rows("tokens", got, exp, alt_tokens=[_alt_token(bf, t) for t in range(bf.n_tokens)])
+
+
+def test_token_feature_stats_table(wh):
+    """Per (token id, feature): the feature's activations on that token id, counted, summed
+    and maxed from a scan of the H5 (tokens without a token id are not counted)."""
+    bf = wh.bf
+    token_id = [row[3] for row in bf.tokens_table()]
+    agg: dict[tuple[int, int], tuple[int, float, float]] = {}
+    for t, _, f, v, _ in bf.activations(range(N_LATENTS)):
+        if token_id[t] is None:
+            continue
+        n, total, top = agg.get((token_id[t], f), (0, 0.0, 0.0))
+        agg[(token_id[t], f)] = (n + 1, total + float(v), max(top, float(v)))
+    _, got = wh.q("SELECT token_id, feature, n_active, sum_value, max_value FROM token_feature_stats "
+                  "ORDER BY token_id, feature")
+    assert [r[:3] for r in got] == [(i, f, agg[(i, f)][0]) for i, f in sorted(agg)]
+    for i, f, _, total, top in got:
+        assert total == pytest.approx(agg[(i, f)][1], rel=1e-9)
+        assert np.float32(top) == np.float32(agg[(i, f)][2])
+    # Each file in (token_id, feature) order: one token's rows are a slice of each.
+    import pyarrow.parquet as pq
+
+    for path in sorted(wh.path.rglob("token_feature_stats/*.parquet")):
+        t = pq.read_table(path, columns=["token_id", "feature"])
+        key = list(zip(t.column("token_id").to_pylist(), t.column("feature").to_pylist(), strict=True))
+        assert key == sorted(key), path
+
+
+def test_vocabulary_table(wh):
+    """Every token id that occurs, with its occurrences (H5 scan) and the text `tokens` shows."""
+    from collections import Counter
+
+    counts = Counter(row[3] for row in wh.bf.tokens_table() if row[3] is not None)
+    _, got = wh.q("SELECT token_id, token, n_occurrences FROM vocabulary ORDER BY token_id")
+    assert [(r[0], r[2]) for r in got] == sorted(counts.items())
+    _, texts = wh.q("SELECT DISTINCT token_id, token FROM tokens WHERE token_id IS NOT NULL")
+    assert {r[0]: r[1] for r in got} == dict(texts)
 
 
 def test_features_table(wh):
