@@ -356,19 +356,29 @@ FROM tokens
 WHERE (NOT regex AND token = pat)
    OR (regex AND regexp_matches(token, CASE WHEN regex THEN pat ELSE '' END));
 
+-- The token ids whose text matches pat (exactly, or as a regex): from `vocabulary`,
+-- one row per token id that occurs, so matching costs nothing at any corpus size.
+CREATE OR REPLACE MACRO vocabulary_matches(pat, regex := false) AS TABLE
+SELECT token_id, token, n_occurrences
+FROM vocabulary
+WHERE (NOT regex AND token = pat)
+   OR (regex AND regexp_matches(token, CASE WHEN regex THEN pat ELSE '' END));
+
 -- Features firing on the tokens matching pat, treating each feature as a detector of
 -- those tokens: recall = n_hits / n_occurrences (of the matching tokens, the share it
 -- fires on), precision = n_hits / n_active (of its activations, the share on matching
--- tokens), f1 = their harmonic mean.  Ordered by f1, then n_hits.
+-- tokens), f1 = their harmonic mean.  Ordered by f1, then n_hits.  Read from
+-- token_feature_stats (per token id and feature), not from a scan of activations.
 CREATE OR REPLACE MACRO token_search(pat, regex := false) AS TABLE
-WITH occ AS (SELECT token_pos FROM token_matches(pat, regex)),
-n AS (SELECT count(*) AS n_occurrences, count(DISTINCT t.token) AS n_distinct_tokens
-      FROM token_matches(pat, regex) t),
+WITH ids AS (SELECT * FROM vocabulary_matches(pat, regex)),
+n AS (SELECT coalesce(sum(n_occurrences), 0)::BIGINT AS n_occurrences,
+             count(DISTINCT token) AS n_distinct_tokens FROM ids),
 hits AS (
-    SELECT a.feature, count(*) AS n_hits, fsum(a.value) / count(*) AS mean_value, max(a.value) AS max_value
-    FROM activations a
-    WHERE a.token_pos IN (SELECT token_pos FROM occ)
-    GROUP BY a.feature
+    SELECT s.feature, sum(s.n_active)::BIGINT AS n_hits, sum(s.sum_value) / sum(s.n_active) AS mean_value,
+           max(s.max_value) AS max_value
+    FROM token_feature_stats s
+    WHERE s.token_id IN (SELECT token_id FROM ids)
+    GROUP BY s.feature
 )
 SELECT h.feature, h.n_hits, n.n_occurrences, f.n_active,
        h.n_hits / n.n_occurrences AS recall,
@@ -383,11 +393,11 @@ ORDER BY f1 DESC, h.n_hits DESC, h.feature;
 -- Precision and recall of one (feature, token pattern) pair, also when it never fires
 -- there (one row; NULL ratios for an empty side).
 CREATE OR REPLACE MACRO feature_token_pr(feat, pat, regex := false) AS TABLE
-WITH occ AS (SELECT token_pos FROM token_matches(pat, regex)),
-n AS (SELECT count(*) AS n_occurrences FROM occ),
+WITH ids AS (SELECT * FROM vocabulary_matches(pat, regex)),
+n AS (SELECT coalesce(sum(n_occurrences), 0)::BIGINT AS n_occurrences FROM ids),
 hits AS (
-    SELECT count(*) AS n_hits FROM activations
-    WHERE bucket = bucket_of(feat) AND feature = feat AND token_pos IN (SELECT token_pos FROM occ)
+    SELECT coalesce(sum(n_active), 0)::BIGINT AS n_hits FROM token_feature_stats
+    WHERE feature = feat AND token_id IN (SELECT token_id FROM ids)
 )
 SELECT f.feature, h.n_hits, n.n_occurrences, f.n_active,
        h.n_hits / nullif(n.n_occurrences, 0) AS recall,

@@ -893,6 +893,29 @@ def test_token_search_matches_numpy(wh):
             assert close(pr["precision"], hits[f] / n_active[f] if n_active[f] else None)
 
 
+def test_token_report_matches_numpy(wh):
+    """`report token` (read from vocabulary and token_feature_stats) against a scan of the
+    H5: per feature, its activations on the tokens whose text is the token."""
+    o = wh.o
+    common = [t for t, _ in Counter(t for t in o.tok_text if t).most_common(3)]
+    for token in [" salsa", *common]:
+        rows = np.flatnonzero(np.array([t == token for t in o.tok_text]))
+        sub = o.act[rows].tocoo()
+        feats = np.unique(sub.col)
+        n = np.bincount(sub.col, minlength=o.n_latents)
+        total = np.bincount(sub.col, weights=sub.data.astype(np.float64), minlength=o.n_latents)
+        top = np.zeros(o.n_latents, np.float32)
+        np.maximum.at(top, sub.col, sub.data)
+        mean = {g: total[g] / n[g] for g in feats}
+        exp = sorted(feats.tolist(), key=lambda g: (-n[g], -mean[g], g))
+        got = json.loads(_ok(["report", "token", "--token", token, "--k", 10000, "--json", "-w", wh.path]))
+        assert [r["feature"] for r in got] == exp, token
+        for r in got:
+            g = r["feature"]
+            assert (r["n_active"], r["n_occurrences"]) == (n[g], len(rows))
+            assert close(r["mean_value"], mean[g]) and np.float32(r["max_value"]) == top[g], (token, g)
+
+
 def test_salsa_pair_is_perfect(synth):
     r = synth.rows("SELECT * FROM feature_token_pr($f, ' salsa')", {"f": synth.planted["salsa"]})[0]
     assert r["precision"] == r["recall"] == r["f1"] == 1.0

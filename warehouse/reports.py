@@ -137,10 +137,11 @@ def _check_exists(
             raise NotFound(f"unknown review id {rid!r}")
     if "token" in names and values.get("token") is not None:
         tok = values["token"]
-        if con.execute("SELECT count(*) FROM tokens WHERE token = $t", {"t": tok}).fetchone()[0] == 0:
+        # From `vocabulary` (one row per token id): no scan of the tokens.
+        if con.execute("SELECT count(*) FROM vocabulary WHERE token = $t", {"t": tok}).fetchone()[0] == 0:
             similar = con.execute(
-                "SELECT token, count(*) AS n FROM tokens WHERE lower(trim(token)) = lower(trim($t)) "
-                "GROUP BY token ORDER BY n DESC, token LIMIT 3",
+                "SELECT token, sum(n_occurrences) AS n FROM vocabulary "
+                "WHERE lower(trim(token)) = lower(trim($t)) GROUP BY token ORDER BY n DESC, token LIMIT 3",
                 {"t": tok},
             ).fetchall()
             hint = ""
