@@ -7,7 +7,8 @@ questions at once, on the same cached input (`make bench`'s, under .bench/inputs
 
 - is the output the same?  The SHA-256 of every Parquet file of the two warehouses,
   by path inside the snapshot (the manifest and `warehouse.duckdb` carry dates and
-  paths, so they differ by design);
+  paths, so they differ by design); files only the current build writes (a new
+  table) are listed apart;
 - is it slower?  Builds alternate (baseline, current, baseline, ...) so both see the
   same machine load; it prints each side's median wall time and peak RSS (of the
   largest process, from `os.wait4`) and their ratio.
@@ -99,9 +100,11 @@ def compare(baseline: str, n_reviews: int, seed: int, workers: int, repeats: int
             log(f"build {i + 1}/{repeats}: {name}")
             runs[name].append(timed_build(cli, h5, npz, CACHE / f"compare-{name}", workers))
     checksums = {name: parquet_checksums(CACHE / f"compare-{name}") for name in sides}
-    same = checksums["baseline"] == checksums["current"]
-    differing = sorted(p for p in set(checksums["baseline"]) | set(checksums["current"])
-                       if checksums["baseline"].get(p) != checksums["current"].get(p))
+    old, new = checksums["baseline"], checksums["current"]
+    # Files the baseline did not write (a new table) are listed, not counted as differing.
+    added = sorted(set(new) - set(old))
+    differing = sorted(p for p in old if old[p] != new.get(p))
+    same = not differing
     median = {name: statistics.median(r["seconds"] for r in rs) for name, rs in runs.items()}
     peak = {name: max(r["peak_rss_bytes"] for r in rs) for name, rs in runs.items()}
     return {
@@ -115,9 +118,11 @@ def compare(baseline: str, n_reviews: int, seed: int, workers: int, repeats: int
         "median_seconds": median,
         "peak_rss_bytes": peak,
         "time_ratio_current_over_baseline": median["current"] / median["baseline"],
-        "parquet_files": len(checksums["current"]),
+        "parquet_files": len(old),
         "parquet_identical": same,
         "parquet_differing": differing[:20],
+        "parquet_added": len(added),
+        "parquet_added_tables": sorted({p.split("/")[0].removesuffix(".parquet") for p in added}),
     }
 
 
@@ -131,7 +136,9 @@ def print_summary(res: dict) -> None:
         print(f"{name:10} {m[name]:9.2f} {p[name] / gib:8.2f} GiB")
     print(f"time ratio current/baseline: {res['time_ratio_current_over_baseline']:.3f}")
     verdict = "identical" if res["parquet_identical"] else f"DIFFERENT: {res['parquet_differing']}"
-    print(f"Parquet files: {res['parquet_files']}, {verdict}")
+    print(f"Parquet files of the baseline: {res['parquet_files']}, {verdict}")
+    if res.get("parquet_added"):
+        print(f"added: {res['parquet_added']} files ({', '.join(res['parquet_added_tables'])})")
 
 
 def main(argv: list[str] | None = None) -> None:
