@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from warehouse.errors import NotFound, UsageError, WarehouseError
-from warehouse.render import Section
 from warehouse.sandbox import RefusedQuery, check_query, lock_down
 from warehouse.sqlfiles import SqlFile, Statement, parse_sql, sql_dir
 
 if TYPE_CHECKING:
     import duckdb
+
+    from warehouse.render import Section  # imported when a statement runs: `saewh --help` skips it
 
 T = TypeVar("T")
 
@@ -36,7 +37,7 @@ RESERVED = frozenset({"warehouse", "fmt", "format", "csv", "json", "output", "se
                       "max_rows", "csv_safe"})
 
 
-__all__ = ["NotFound", "RefusedQuery", "Result", "Section", "UsageError",
+__all__ = ["NotFound", "RefusedQuery", "Result", "UsageError",
            "load_manifest", "load_reports", "run_interruptible", "run_query", "run_report", "validate"]
 
 
@@ -174,6 +175,8 @@ def _run_statement(
     so rendering is the same for every type, and small results never import pyarrow);
     parquet reads Arrow record batches.
     """
+    from warehouse.render import Section
+
     con.execute(st.sql, {name: values[name] for name in st.params})
     if con.description is None:
         return Section(st.name, [], [], [], st.caption, st.display)
