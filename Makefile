@@ -6,7 +6,7 @@ SOURCES := pyproject.toml $(wildcard etl/*.py etl/build/*.py warehouse/*.py sql/
 DEMO ?= .demo
 DEMO_REVIEWS ?= 2000
 
-.PHONY: install demo test lint clean bench bench-full bench-stream bench-compare
+.PHONY: install demo test lint clean bench bench-full bench-stream bench-compare bench-reports
 
 $(BIN)/saewh: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,3 +59,9 @@ BASE ?= ce9f81f~1
 bench-compare: install
 	$(BIN)/python -m bench.compare --baseline $(BASE) --tokens 5M --repeats 3 \
 		--out bench/results/compare.json
+
+# Corpus-wide questions (issue 13): the token-major access paths against the scans they
+# replaced, warm and as `saewh report` processes, on make bench's 5M-token warehouse.
+BENCH_WH := .bench/wh-r45455-s0
+bench-reports: install
+	$(BIN)/python -m bench.reports --warehouse $(BENCH_WH) --out bench/results/reports-5M.json
