@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import statistics
@@ -41,6 +40,7 @@ from bench.run import (
     log,
     parse_count,
     saewh_command,
+    write_results,
 )
 
 
@@ -154,9 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     res = compare(a.baseline, n_reviews, a.seed, a.workers, a.repeats)
     print_summary(res)
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(res, indent=2) + "\n")
-        log(f"wrote {a.out}")
+        write_results(a.out, res)
     if not res["parquet_identical"]:
         raise SystemExit(1)
 

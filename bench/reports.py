@@ -15,13 +15,12 @@ Side by side, in one run on one warehouse:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import time
 from pathlib import Path
 
-from bench.run import ROOT, git_commit, log, machine, saewh_command
+from bench.run import ROOT, git_commit, log, machine, saewh_command, write_results
 
 SCANS = Path(__file__).with_name("scans.sql")
 SALS, PINEAPPLE = "^ ?[Ss]als", "pineapple salsa"
@@ -141,9 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     for p in res["processes"]:
         print(f"saewh report {p['report']:<50} {p['seconds']:6.2f} s")
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(res, indent=2, default=str) + "\n")
-        log(f"wrote {a.out}")
+        write_results(a.out, res)
 
 
 if __name__ == "__main__":

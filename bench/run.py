@@ -128,6 +128,13 @@ def timed_runs(fn, repeats: int, warmup: int = 1) -> dict:
     return {"median_s": statistics.median(xs), "min_s": min(xs), "runs_s": xs}
 
 
+def write_results(path: Path, res: dict) -> None:
+    """A run's results as JSON (every repeat kept), its directory made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    log(f"wrote {path}")
+
+
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -465,9 +472,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = summarize(res)
     res["table"] = print_table(rows)
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(res, indent=2, default=str) + "\n")
-        log(f"wrote {a.out}")
+        write_results(a.out, res)
 
 
 if __name__ == "__main__":
