@@ -98,8 +98,8 @@ def compare(baseline: str, n_reviews: int, seed: int, workers: int, repeats: int
     for i in range(repeats):
         for name, cli in sides.items():
             log(f"build {i + 1}/{repeats}: {name}")
-            runs[name].append(timed_build(cli, h5, npz, CACHE / f"compare-{name}", workers))
-    checksums = {name: parquet_checksums(CACHE / f"compare-{name}") for name in sides}
+            runs[name].append(timed_build(cli, h5, npz, CACHE / f"compare-{name}-r{n_reviews}", workers))
+    checksums = {name: parquet_checksums(CACHE / f"compare-{name}-r{n_reviews}") for name in sides}
     old, new = checksums["baseline"], checksums["current"]
     # Files the baseline did not write (a new table) are listed, not counted as differing.
     added = sorted(set(new) - set(old))
