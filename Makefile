@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SOURCES := pyproject.toml $(wildcard etl/*.py etl/build/*.py warehouse/*.py sql/*.sql sql/*/*.sql)
+SOURCES := pyproject.toml $(wildcard etl/*.py etl/build/*.py etl/spark/*.py warehouse/*.py sql/*.sql sql/*/*.sql)
 DEMO ?= .demo
 DEMO_REVIEWS ?= 2000
 
@@ -13,7 +13,8 @@ $(BIN)/saewh: $(SOURCES)
 	# setuptools stages the wheel in ./build and packs whatever is left there: a module
 	# since removed or moved (etl/build.py became etl/build/) would be installed again.
 	rm -rf build
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check '.[test]'
+	# The spark extra too: make test runs the Spark engine's tests (Java 17 is on CI).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check '.[test,spark]'
 	touch $@
 
 install: $(BIN)/saewh
