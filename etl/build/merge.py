@@ -184,7 +184,6 @@ class _BucketMerge:
         """A block of segments (features `b_f`, rows `b_len`, columns at `offsets` in
         `buf`); the features before `limit` are complete after it."""
         b_tp, b_v, b_rv = offsets
-        total = int(b_len.sum())
         # The segments are in output order: each column is one gather.
         at = gather_index(b_tp, b_len)
         tp = buf[at].astype(np.int64)

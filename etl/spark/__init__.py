@@ -179,4 +179,6 @@ def task_error(exc: BaseException) -> SaewhError:
     return BuildError(f"the Spark job failed: {lines[0] if lines else type(exc).__name__}")
 
 
-__all__ = ["DEFAULT_MASTER", "SparkRunner", "SparkUnavailable", "require_pyspark", "spark_session", "task_error"]
+__all__ = [
+    "DEFAULT_MASTER", "SparkRunner", "SparkUnavailable", "require_pyspark", "spark_session", "task_error",
+]
