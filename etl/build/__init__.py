@@ -85,7 +85,7 @@ def build_warehouse(
     progress: bool = False,
     infer_latents: bool = False,
     tuning: Tuning | None = None,
-    engine: str = "local",
+    engine: str | LocalRunner = "local",
     master: str | None = None,
 ) -> BuildSummary:
     """Build a warehouse from an activations H5 and a metadata NPZ, atomically.
@@ -429,9 +429,11 @@ class LocalRunner:
         """The build is over (also on failure)."""
 
 
-def _runner(engine: str, master: str | None) -> LocalRunner:
-    """The runner of `engine`; the Spark one is imported only when chosen (pyspark is an
-    optional extra, and slow to import)."""
+def _runner(engine: str | LocalRunner, master: str | None) -> LocalRunner:
+    """The runner of `engine` (or `engine` itself, a runner); the Spark one is imported
+    only when chosen (pyspark is an optional extra, and slow to import)."""
+    if isinstance(engine, LocalRunner):
+        return engine
     if engine == "local":
         return LocalRunner()
     if engine == "spark":
