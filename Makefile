@@ -6,7 +6,7 @@ SOURCES := pyproject.toml $(wildcard etl/*.py etl/build/*.py etl/spark/*.py ware
 DEMO ?= .demo
 DEMO_REVIEWS ?= 2000
 
-.PHONY: install demo test lint clean bench bench-full bench-stream bench-compare bench-reports
+.PHONY: install demo test lint clean bench bench-full bench-stream bench-compare bench-reports bench-spark
 
 $(BIN)/saewh: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,3 +66,9 @@ bench-compare: install
 BENCH_WH := .bench/wh-r45455-s0
 bench-reports: install
 	$(BIN)/python -m bench.reports --warehouse $(BENCH_WH) --out bench/results/reports-5M.json
+
+# The Spark engine beside the local build (README "Running on a cluster"): the demo-size
+# input built with --workers 2 and with --engine spark --master local[2], alternating, as
+# a ratio; Spark's task metrics from its event log; BYTE_STREAM_SPLIT against PLAIN floats.
+bench-spark: install
+	$(BIN)/python -m bench.spark --reviews $(DEMO_REVIEWS) --repeats 3 --out bench/results/spark.json

@@ -62,19 +62,23 @@ def require_pyspark():
     return pyspark
 
 
-def spark_session(master: str | None = None, app: str = "saewh"):
+def spark_session(master: str | None = None, app: str = "saewh", conf: dict[str, str] | None = None):
     """(the active SparkSession, or a new one on `master`; whether it was made here).
 
     Under `spark-submit` (or beside a session the caller made) the active session is
     used as it is.  A new one gets the settings the engine relies on: Arrow batches of
     128K rows into the merge, and the executors' Python this interpreter when the
-    master is local (a cluster's is its own: README "Running on a cluster")."""
+    master is local (a cluster's is its own: README "Running on a cluster"); `conf`
+    adds Spark settings (the benchmark's event log, say)."""
     require_pyspark()
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
         return active, False
+    if master is None and "PYSPARK_GATEWAY_PORT" in os.environ:
+        # Under spark-submit (its JVM is running): its --master and --conf stand.
+        return SparkSession.builder.appName(app).getOrCreate(), True
     master = master or DEFAULT_MASTER
     if master.startswith("local"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -88,6 +92,8 @@ def spark_session(master: str | None = None, app: str = "saewh"):
     )
     if master.startswith("local"):
         builder = builder.config("spark.ui.enabled", "false")
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
     try:
         return builder.getOrCreate(), True
     except Exception as exc:  # noqa: BLE001 - PySparkRuntimeError, Py4J: no JVM

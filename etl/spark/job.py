@@ -42,5 +42,7 @@ def run_job(spark, ctx: BuildContext, partitions: int | None = None) -> tuple[li
     # spills to the executors' local disks past their execution memory.
     shuffled = rows.repartition(partitions, bucket).sortWithinPartitions("key")
     out = shuffled.mapInArrow(merge_partition(shipped, ctx.settings.tuning.merge_block_rows), RESULTS_DDL)
-    merged = [pickle.loads(row.result) for row in out.toLocalIterator()]
+    # collect(), not toLocalIterator(): that runs one job per partition, one after
+    # another (it serialized the merge).  The results are small: a few KB per bucket.
+    merged = [pickle.loads(row.result) for row in out.collect()]
     return merged, {"explode_tasks": tasks, "merge_partitions": partitions}
