@@ -32,6 +32,7 @@ import os
 import pickle
 import re
 import sys
+from pathlib import Path
 
 from etl.build import LocalRunner
 from etl.build.context import BuildContext, Settings
@@ -92,6 +93,11 @@ def spark_session(master: str | None = None, app: str = "saewh", conf: dict[str,
     )
     if master.startswith("local"):
         builder = builder.config("spark.ui.enabled", "false")
+        # The driver JVM's own start-up warnings (log4j's default profile, the hostname,
+        # native Hadoop) would fill a saewh command's stderr: errors only.  (Client mode
+        # only: a cluster's driver logs as its administrators set.)
+        quiet = f"-Dlog4j2.configurationFile={_quiet_log4j()}"
+        builder = builder.config("spark.driver.extraJavaOptions", quiet)
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
     try:
@@ -101,6 +107,21 @@ def spark_session(master: str | None = None, app: str = "saewh", conf: dict[str,
         raise SparkUnavailable(
             f"cannot start Spark on {master} (needs Java 17+ on PATH or JAVA_HOME): {first}"
         ) from None
+
+
+def _quiet_log4j() -> str:
+    """A log4j2 configuration logging errors only, to stderr (written once per process)."""
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"saewh-log4j2-{os.getpid()}.properties"
+    if not path.exists():
+        path.write_text(
+            "rootLogger.level = error\nrootLogger.appenderRef.stderr.ref = console\n"
+            "appender.console.type = Console\nappender.console.name = console\n"
+            "appender.console.target = SYSTEM_ERR\nappender.console.layout.type = PatternLayout\n"
+            "appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex\n"
+        )
+    return str(path)
 
 
 class SparkRunner(LocalRunner):
