@@ -264,13 +264,15 @@ class _BucketMerge:
                        files, review_stats)
 
 
-def merge_sorted(ctx: BuildContext, bucket: int, blocks: Iterable[tuple]) -> MergeResult:
+def merge_sorted(ctx: BuildContext, bucket: int, blocks: Iterable[tuple], n_rows: int) -> MergeResult:
     """`merge_bucket` for rows already in (feature, token_pos) order, as blocks of
     `_BucketMerge.rows`' arguments (feature offset, token_pos, review_idx, value,
     limit), instead of read from the spill files: the Spark engine (etl.spark), whose
-    shuffle sorted them.  The same code computes the same statistics and files."""
+    shuffle sorted them.  The same code computes the same statistics and files.
+    `n_rows`: the bucket's rows, or an estimate (it only chooses how `TokenStats`
+    counts, not what)."""
     f_lo, f_hi = ctx.bucket_features(bucket)
-    merge = _BucketMerge(ctx, bucket, f_lo, f_hi - f_lo)
+    merge = _BucketMerge(ctx, bucket, f_lo, f_hi - f_lo, n_rows)
     for f_local, tp, rv, v, limit in blocks:
         merge.rows(f_local, tp, rv, v, limit)
     return merge.result(merge.close())

@@ -133,6 +133,7 @@ class SparkRunner(LocalRunner):
         self.master, self.task_tokens, self.merge_partitions = master, task_tokens, merge_partitions
         self.spark = None
         self.owned = False
+        self.k = 0
         self.merged: list[MergeResult] = []
         self.metrics: dict = {}
 
@@ -143,7 +144,7 @@ class SparkRunner(LocalRunner):
 
         self.spark, self.owned = spark_session(self.master)
         with h5py.File(settings.h5, "r") as f:
-            n_tokens = int(f["z_idx"].shape[0])
+            n_tokens, self.k = (int(x) for x in f["z_idx"].shape)
         parallelism = self.spark.sparkContext.defaultParallelism
         tasks = max(1, min(max(n_tokens, 1), max(parallelism, math.ceil(n_tokens / self.task_tokens))))
         return dataclasses.replace(settings, workers=tasks)
@@ -156,7 +157,7 @@ class SparkRunner(LocalRunner):
         from etl.spark.job import run_job
 
         try:
-            self.merged, self.metrics = run_job(self.spark, ctx, self.merge_partitions)
+            self.merged, self.metrics = run_job(self.spark, ctx, self.k, self.merge_partitions)
         except SaewhError:
             raise
         except Exception as exc:  # noqa: BLE001 - a task's failure, as Spark reports it

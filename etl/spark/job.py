@@ -23,10 +23,13 @@ def merge_partitions(spark, ctx: BuildContext) -> int:
     return max(1, min(ctx.n_buckets, 4 * spark.sparkContext.defaultParallelism))
 
 
-def run_job(spark, ctx: BuildContext, partitions: int | None = None) -> tuple[list[MergeResult], dict]:
-    """Explode, shuffle and merge; returns the buckets' results (buckets with rows only)
-    and what the job was cut into.  `ctx.settings.workers` is the number of explode
-    tasks; each writes its `ExplodeResult` beside the work files (tasks.explode_result_path)."""
+def run_job(
+    spark, ctx: BuildContext, k: int, partitions: int | None = None
+) -> tuple[list[MergeResult], dict]:
+    """Explode, shuffle and merge (`k`: the H5's slots per token); returns the buckets'
+    results (buckets with rows only) and what the job was cut into.
+    `ctx.settings.workers` is the number of explode tasks; each writes its
+    `ExplodeResult` beside the work files (tasks.explode_result_path)."""
     from pyspark.sql import functions as F
 
     shipped = for_tasks(ctx)
@@ -41,7 +44,10 @@ def run_job(spark, ctx: BuildContext, partitions: int | None = None) -> tuple[li
     # from every task, in one partition, sorted by (feature, token_pos); sortWithinPartitions
     # spills to the executors' local disks past their execution memory.
     shuffled = rows.repartition(partitions, bucket).sortWithinPartitions("key")
-    out = shuffled.mapInArrow(merge_partition(shipped, ctx.settings.tuning.merge_block_rows), RESULTS_DDL)
+    bucket_rows = ctx.n_tokens * k // ctx.n_buckets
+    out = shuffled.mapInArrow(
+        merge_partition(shipped, ctx.settings.tuning.merge_block_rows, bucket_rows), RESULTS_DDL
+    )
     # collect(), not toLocalIterator(): that runs one job per partition, one after
     # another (it serialized the merge).  The results are small: a few KB per bucket.
     merged = [pickle.loads(row.result) for row in out.collect()]

@@ -111,16 +111,19 @@ def explode_partition(ctx: BuildContext, bounds: list[int], batch_rows: int) -> 
     return run
 
 
-def merge_partition(ctx: BuildContext, block_rows: int) -> Callable:
+def merge_partition(ctx: BuildContext, block_rows: int, bucket_rows: int) -> Callable:
     """mapInArrow's function over a shuffled partition (rows sorted by key: its buckets
     one after another, each in (feature, token_pos) order): each bucket, in blocks of
     about `block_rows` rows, through `etl.build.merge.merge_sorted`, which writes its
-    activations file; yields one row per bucket, its pickled `MergeResult`."""
+    activations file; yields one row per bucket, its pickled `MergeResult`.
+    `bucket_rows`: the mean bucket's rows, the estimate `merge_sorted` takes for each
+    bucket (a task cannot know a bucket's rows before it has streamed them all; the
+    estimate only chooses how the token statistics are counted, not what they are)."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for bucket, pieces in groupby(_pieces(batches), key=itemgetter(0)):
             f_lo = bucket * BUCKET_WIDTH
-            result = merge_sorted(ctx, bucket, _blocks(pieces, f_lo, block_rows))
+            result = merge_sorted(ctx, bucket, _blocks(pieces, f_lo, block_rows), bucket_rows)
             payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
             yield pa.record_batch([pa.array([bucket], pa.int32()), pa.array([payload], pa.binary())],
                                   schema=RESULTS)
