@@ -161,6 +161,9 @@ class SparkRunner(LocalRunner):
         except SaewhError:
             raise
         except Exception as exc:  # noqa: BLE001 - a task's failure, as Spark reports it
+            # The job's other tasks are stopped before the build removes the snapshot
+            # they write into (a merge task still running would make its directory again).
+            self.spark.sparkContext.cancelAllJobs()
             raise task_error(exc) from None
         from etl.spark.tasks import explode_result_path
 
