@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import CACHE, ensure_inputs, git_commit, log, machine, saewh_command
+from bench.run import CACHE, ensure_inputs, git_commit, log, machine, saewh_command, write_results
 
 MASTER = "local[2]"
 
@@ -202,10 +202,9 @@ def main(argv: list[str] | None = None) -> None:
         "except_all": same_tables(local_wh, spark_wh),
         "float_encodings": float_encodings(local_wh),
     }
-    text = json.dumps(result, indent=2)
     if a.out:
-        a.out.write_text(text + "\n")
-    print(text)
+        write_results(a.out, result)
+    print(json.dumps(result, indent=2, default=str))
 
 
 if __name__ == "__main__":
