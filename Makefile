@@ -2,18 +2,19 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SOURCES := pyproject.toml $(wildcard etl/*.py etl/build/*.py warehouse/*.py sql/*.sql sql/*/*.sql)
+SOURCES := pyproject.toml $(wildcard etl/*.py etl/build/*.py etl/spark/*.py warehouse/*.py sql/*.sql sql/*/*.sql)
 DEMO ?= .demo
 DEMO_REVIEWS ?= 2000
 
-.PHONY: install demo test lint clean bench bench-full bench-stream bench-compare bench-reports
+.PHONY: install demo test lint clean bench bench-full bench-stream bench-compare bench-reports bench-spark
 
 $(BIN)/saewh: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# setuptools stages the wheel in ./build and packs whatever is left there: a module
 	# since removed or moved (etl/build.py became etl/build/) would be installed again.
 	rm -rf build
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check '.[test]'
+	# The spark extra too: make test runs the Spark engine's tests (Java 17 is on CI).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check '.[test,spark]'
 	touch $@
 
 install: $(BIN)/saewh
@@ -65,3 +66,9 @@ bench-compare: install
 BENCH_WH := .bench/wh-r45455-s0
 bench-reports: install
 	$(BIN)/python -m bench.reports --warehouse $(BENCH_WH) --out bench/results/reports-5M.json
+
+# The Spark engine beside the local build (README "Running on a cluster"): the demo-size
+# input built with --workers 2 and with --engine spark --master local[2], alternating, as
+# a ratio; Spark's task metrics from its event log; BYTE_STREAM_SPLIT against PLAIN floats.
+bench-spark: install
+	$(BIN)/python -m bench.spark --reviews $(DEMO_REVIEWS) --repeats 3 --out bench/results/spark.json

@@ -82,6 +82,14 @@ def build(
         typer.Option("--infer-latents", help="SAE width = max feature id in the H5 + 1 (one more pass)."),
     ] = False,
     chunk_tokens: Annotated[int, typer.Option(min=1, help="Tokens per processing chunk.")] = 131072,
+    engine: Annotated[
+        str,
+        typer.Option(help="Where the heavy phases run: local (worker processes) or spark (the spark extra)."),
+    ] = "local",
+    master: Annotated[
+        str | None,
+        typer.Option(help="--engine spark: the Spark master URL (default local[*]; an active session wins)."),
+    ] = None,
 ) -> None:
     """Build (or with --replace, atomically rebuild) a warehouse from an H5 and an NPZ.
 
@@ -90,6 +98,8 @@ def build(
     """
     if infer_latents and latents is not None:
         raise fail("--latents and --infer-latents exclude each other", ExitCode.USAGE)
+    if engine not in ("local", "spark") or (master is not None and engine != "spark"):
+        raise fail("--engine is local or spark; --master needs --engine spark", ExitCode.USAGE)
 
     def go():
         from etl.build import DEFAULT_LATENTS, build_warehouse
@@ -108,6 +118,8 @@ def build(
                 chunk_tokens=chunk_tokens,
                 progress=True,
                 infer_latents=infer_latents,
+                engine=engine,
+                master=master,
             )
         aligned = ", ".join(f"{k} {v:,}" for k, v in sorted(s.alignment.items()))
         typer.echo(

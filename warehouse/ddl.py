@@ -53,6 +53,11 @@ _FILES_PLACEHOLDER = re.compile(r"\{\{files ([a-z_]+)\}\}")
 _CONTRACT_PLACEHOLDER = re.compile(r"\{\{contract ([A-Z_]+)\}\}")
 
 
+def render_contract(sql: str) -> str:
+    """`sql` with `{{contract NAME}}` rendered as the contract's integer constant NAME."""
+    return _CONTRACT_PLACEHOLDER.sub(lambda m: sql_constant(m.group(1)), sql)
+
+
 def render_ddl(root: Path, name: str = "schema.sql") -> list[str]:
     """The statements of the DDL file `name` with `{{files TABLE}}` rendered as the exact
     list of the table's files under `root`, and `{{contract NAME}}` as the contract's
@@ -61,7 +66,7 @@ def render_ddl(root: Path, name: str = "schema.sql") -> list[str]:
 
     def render(stmt: str) -> str:
         stmt = _FILES_PLACEHOLDER.sub(lambda m: _files_literal(Path(root), files[m.group(1)]), stmt)
-        return _CONTRACT_PLACEHOLDER.sub(lambda m: sql_constant(m.group(1)), stmt)
+        return render_contract(stmt)
 
     return [render(stmt) for stmt in split_statements(load_sql(name).sql)]
 

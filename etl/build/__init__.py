@@ -85,6 +85,8 @@ def build_warehouse(
     progress: bool = False,
     infer_latents: bool = False,
     tuning: Tuning | None = None,
+    engine: str | LocalRunner = "local",
+    master: str | None = None,
 ) -> BuildSummary:
     """Build a warehouse from an activations H5 and a metadata NPZ, atomically.
 
@@ -96,6 +98,8 @@ def build_warehouse(
     `infer_latents` takes `n_latents` = max feature index + 1 from a first full pass
     over the H5 (which also checks every value before anything is written).
     `tuning` sets memory and I/O granularity (`Tuning`; no output byte depends on it).
+    `engine`: where the explode and merge tasks run, "local" (forked workers) or
+    "spark" (`etl.spark`, on the Spark cluster `master`; needs the `spark` extra).
     """
     from warehouse.verify import verify_warehouse
 
@@ -104,6 +108,7 @@ def build_warehouse(
     _check_target(target, replace)
     settings = Settings(Path(h5), Path(npz), tokenizer, max(1, int(workers)), n_latents, chunk_tokens,
                         progress, tuning or Tuning())
+    runner = _runner(engine, master)
     meta, settings = _validated(settings, infer_latents)
     lock = _lock(target)
     staging = None  # the new snapshot, written in place under its final name
@@ -112,10 +117,11 @@ def build_warehouse(
     created = not target.exists()
     try:
         _check_target(target, replace)
+        settings = runner.configure(settings)
         previous = current_name(target)
         with signals_held():  # an interrupt must not come between the mkdir and the name
             staging = new_snapshot(target)
-        _build_snapshot(SnapshotDir(staging), settings, meta, summary, started, previous)
+        _build_snapshot(SnapshotDir(staging), settings, meta, summary, started, previous, runner)
         verify_warehouse(staging)
         with signals_held():
             publish(target, staging)
@@ -137,6 +143,7 @@ def build_warehouse(
     finally:
         install(None)
         release_lock(lock)
+        runner.close()
     summary.seconds = time.perf_counter() - started
     summary.rows_per_second = summary.n_activations / max(summary.seconds, 1e-9)
     return summary
@@ -173,7 +180,7 @@ def _lock(target: Path) -> int:
 
 def _build_snapshot(
     out: SnapshotDir, settings: Settings, meta: dict, summary: BuildSummary, started: float,
-    previous: str | None,
+    previous: str | None, runner: LocalRunner,
 ) -> None:
     """All four phases into the (empty) snapshot `out`, up to its manifest.
 
@@ -195,7 +202,7 @@ def _build_snapshot(
     install(ctx)  # before any worker forks: they inherit it
 
     t0 = time.perf_counter()
-    results = _explode(ctx, meta)
+    results = runner.explode(ctx, meta)
     phases["explode"] = time.perf_counter() - t0
     summary.zero_slots_dropped = sum(r.zeros for r in results)
     summary.n_activations = sum(r.rows for r in results)
@@ -215,7 +222,7 @@ def _build_snapshot(
     release_free_memory()
     phases["reviews"] = time.perf_counter() - t0
 
-    merged, t0 = _merge_and_finish(ctx, runs, feature_rows, phases)
+    merged, t0 = _merge_and_finish(ctx, runs, feature_rows, phases, runner)
     n_tok = ctx.n_tokens_of
     summary.n_reviews = ctx.n_reviews
     summary.n_reviews_with_tokens = int((n_tok > 0).sum())
@@ -302,7 +309,8 @@ def _write_reviews(
 
 
 def _merge_and_finish(
-    ctx: BuildContext, runs: tuple[int, ...], feature_rows: np.ndarray, phases: dict[str, float]
+    ctx: BuildContext, runs: tuple[int, ...], feature_rows: np.ndarray, phases: dict[str, float],
+    runner: LocalRunner,
 ) -> tuple[list[merge.MergeResult], float]:
     """Phase 3 in the workers, then phase 4's tables and database here; returns the
     buckets' results and when phase 4 started.  `runs[w]`: explode worker w's runs."""
@@ -325,13 +333,11 @@ def _merge_and_finish(
     with ThreadPoolExecutor(1) as db_thread:
         database: list = []
         try:
-            merged = run_parallel(
-                merge.merge_task,
+            merged = runner.merge(
+                ctx,
                 [(b, runs) for b in by_size],
-                ctx.settings.workers,
                 bar,
-                ctx.counter,
-                started=lambda: submit_held(
+                lambda: submit_held(
                     db_thread,
                     database,
                     (start_database, out.root, out.root),
@@ -399,3 +405,39 @@ def _unfinished_first_build(target: Path) -> bool:
     return bool(entries) and not (target / CURRENT).is_symlink() and all(
         p is not None and p.name == SNAPSHOTS and p.is_dir() for p in entries
     )
+
+
+class LocalRunner:
+    """Where a build's explode and merge tasks run: here, this machine's forked workers.
+    Another engine (etl.spark.SparkRunner) runs them elsewhere and keeps the rest of the
+    build: validation, the review map, the reviews, the finish, publishing."""
+
+    def configure(self, settings: Settings) -> Settings:
+        """The settings the build runs with (once inputs and target are checked)."""
+        return settings
+
+    def explode(self, ctx: BuildContext, meta: dict) -> list[explode.ExplodeResult]:
+        """Phase 2: every token range's result; `meta["texts"]` is taken from `meta`."""
+        return _explode(ctx, meta)
+
+    def merge(self, ctx: BuildContext, tasks: list[tuple], bar: Progress, started) -> list[merge.MergeResult]:
+        """Phase 3: every bucket's result (`tasks`: `merge.merge_task`'s arguments, the
+        largest buckets first); `started()` once the tasks are under way."""
+        return run_parallel(merge.merge_task, tasks, ctx.settings.workers, bar, ctx.counter, started=started)
+
+    def close(self) -> None:
+        """The build is over (also on failure)."""
+
+
+def _runner(engine: str | LocalRunner, master: str | None) -> LocalRunner:
+    """The runner of `engine` (or `engine` itself, a runner); the Spark one is imported
+    only when chosen (pyspark is an optional extra, and slow to import)."""
+    if isinstance(engine, LocalRunner):
+        return engine
+    if engine == "local":
+        return LocalRunner()
+    if engine == "spark":
+        from etl.spark import SparkRunner
+
+        return SparkRunner(master)
+    raise BuildError(f"unknown engine {engine!r}: choose local or spark")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,14 +58,29 @@ def explode_task(worker: int, a: int, b: int) -> ExplodeResult:
 
 def explode_range(ctx: BuildContext, worker: int, a: int, b: int) -> ExplodeResult:
     """Explode the tokens [a, b) of the H5 as worker number `worker`."""
+    steps = explode_steps(ctx, worker, a, b)
+    while True:
+        try:
+            ctx.counter.value += next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def explode_steps(
+    ctx: BuildContext, worker: int, a: int, b: int, spills=None
+) -> Generator[int, None, ExplodeResult]:
+    """`explode_range` a chunk at a time: yields each chunk's tokens once it is done,
+    returns the result.  `spills` takes each run's rows instead of the spill files
+    (anything with `_Spills`' `append_run`, `close` and `n_runs`): the Spark engine
+    (etl.spark) hands them to Spark's shuffle between chunks."""
     import h5py
 
-    state = _Explode(ctx, worker)
+    state = _Explode(ctx, worker, spills)
     try:
         with h5py.File(ctx.h5, "r") as f:
             for s, idx, val in _read_chunks(f, a, b, ctx.settings.chunk):
                 state.chunk(s, idx, val)
-                ctx.counter.value += len(idx)
+                yield len(idx)
     finally:
         state.close()
     return state.result()
@@ -91,11 +107,11 @@ def _read_chunks(f, a: int, b: int, chunk: int):
 class _Explode:
     """One worker's explode: its open files and what it has counted so far."""
 
-    def __init__(self, ctx: BuildContext, worker: int):
+    def __init__(self, ctx: BuildContext, worker: int, spills=None):
         self.ctx, self.worker = ctx, worker
         self.tok = load_tokenizer(ctx.settings.tokenizer)
         self.vocab = pa.array(self.tok.vocab_strings, pa.string())
-        self.spills = _Spills(ctx.work, worker, ctx.settings.n_latents)
+        self.spills = spills if spills is not None else _Spills(ctx.work, worker, ctx.settings.n_latents)
         self.feature_rows = np.zeros(ctx.settings.n_latents, np.int64)
         self.text_lens: list[tuple[np.ndarray, np.ndarray]] = []
         self.partials: list[tuple] = []

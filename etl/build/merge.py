@@ -6,7 +6,7 @@ review statistics and (token id, feature) statistics are computed on the way."""
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -184,7 +184,6 @@ class _BucketMerge:
         """A block of segments (features `b_f`, rows `b_len`, columns at `offsets` in
         `buf`); the features before `limit` are complete after it."""
         b_tp, b_v, b_rv = offsets
-        total = int(b_len.sum())
         # The segments are in output order: each column is one gather.
         at = gather_index(b_tp, b_len)
         tp = buf[at].astype(np.int64)
@@ -193,7 +192,13 @@ class _BucketMerge:
         at += np.repeat(b_rv - b_v, b_len)
         rv = buf[at].view(np.int32)
         del at
-        f_local = np.repeat(b_f, b_len).astype(np.int32)
+        self.rows(np.repeat(b_f, b_len).astype(np.int32), tp, rv, v, limit)
+
+    def rows(self, f_local: np.ndarray, tp: np.ndarray, rv: np.ndarray, v: np.ndarray, limit: int) -> None:
+        """A block's rows in (feature, token_pos) order: feature offsets in the bucket
+        (int32), token_pos (int64), review_idx (int32), values (float32); the features
+        before `limit` are complete after it."""
+        total = len(v)
         self._write(tp, rv, f_local, v, total)
         self.token_stats.add(f_local, tp, v)
 
@@ -257,6 +262,26 @@ class _BucketMerge:
         stars = (nz // n_star + f_lo, ctx.star_values[nz % n_star], per[nz], sum_max[nz])
         return _result(self.bucket, f_lo, self.n_active, self.pairs.n_reviews, self.maxes, self.sums, stars,
                        files, review_stats)
+
+
+def merge_sorted(ctx: BuildContext, bucket: int, blocks: Iterable[tuple], n_rows: int) -> MergeResult:
+    """`merge_bucket` for rows already in (feature, token_pos) order, as blocks of
+    `_BucketMerge.rows`' arguments (feature offset, token_pos, review_idx, value,
+    limit), instead of read from the spill files: the Spark engine (etl.spark), whose
+    shuffle sorted them.  The same code computes the same statistics and files.
+    `n_rows`: the bucket's rows, or an estimate (it only chooses how `TokenStats`
+    counts, not what)."""
+    f_lo, f_hi = ctx.bucket_features(bucket)
+    merge = _BucketMerge(ctx, bucket, f_lo, f_hi - f_lo, n_rows)
+    for f_local, tp, rv, v, limit in blocks:
+        merge.rows(f_local, tp, rv, v, limit)
+    return merge.result(merge.close())
+
+
+def empty_bucket(ctx: BuildContext, bucket: int) -> MergeResult:
+    """The result of a bucket without a row."""
+    f_lo, f_hi = ctx.bucket_features(bucket)
+    return _empty_result(bucket, f_lo, f_hi - f_lo)
 
 
 def _empty_result(bucket: int, f_lo: int, width: int) -> MergeResult:
