@@ -5,7 +5,7 @@
 -- (partition pruning, then row-group statistics).  Parameter names never equal a
 -- column name (`star_rating`, not `stars`), so a reader never has to wonder which wins.
 -- Statistics ranked over all features read the precomputed `feature_review_stats`
--- (etl/review_stats.py), one row per feature, so a ranking never scans activations.
+-- (etl/review_stats/), one row per feature, so a ranking never scans activations.
 
 -- ---------------------------------------------------------------- stars with uncertainty
 

@@ -1,4 +1,4 @@
-"""The analysis layer (sql/macros_analysis.sql, etl/review_stats.py, sql/reports/ analysis
+"""The analysis layer (sql/macros_analysis.sql, etl/review_stats/, sql/reports/ analysis
 reports, warehouse/export.py) checked against direct numpy/scipy computations.
 
 The oracle reads the H5 and NPZ directly (tests/bruteforce.py maps tokens to reviews the
