@@ -6,7 +6,7 @@ SOURCES := pyproject.toml $(wildcard etl/*.py etl/build/*.py etl/spark/*.py ware
 DEMO ?= .demo
 DEMO_REVIEWS ?= 2000
 
-.PHONY: install demo test lint clean bench bench-full bench-stream bench-compare bench-reports bench-spark
+.PHONY: install demo test lint clean bench bench-full bench-stream bench-compare bench-reports bench-alternative bench-spark
 
 $(BIN)/saewh: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,3 +72,8 @@ bench-reports: install
 # a ratio; Spark's task metrics from its event log; BYTE_STREAM_SPLIT against PLAIN floats.
 bench-spark: install
 	$(BIN)/python -m bench.spark --reviews $(DEMO_REVIEWS) --repeats 3 --out bench/results/spark.json
+
+# The build against DuckDB's own COPY ... ORDER BY ... PARTITION_BY over numpy-exploded
+# rows (issue 13's baseline), time and peak memory as ratios, on make bench's input.
+bench-alternative: install
+	$(BIN)/python -m bench.alternative --tokens 5M --out bench/results/alternative-5M.json
