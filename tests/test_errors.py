@@ -66,3 +66,12 @@ def test_messages_are_one_line_and_survive_pickling():
 
     err = pickle.loads(pickle.dumps(InputError("line one\n  line two", position=7)))
     assert str(err) == "line one line two" and err.position == 7
+
+
+def test_a_reason_is_never_empty():
+    """A foreign error without a message is named by its class (`saewh: error: ... (OSError)`)."""
+    from warehouse.errors import one_line
+
+    assert one_line(OSError()) == "OSError"
+    assert one_line(ValueError("a\n b")) == "a b"
+    assert one_line("  ") == ""

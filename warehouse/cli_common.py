@@ -65,13 +65,9 @@ class _OneLineErrorGroup(TyperGroup):
                 raise
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            typer.echo(f"saewh: error: {_one_line_text(exc.format_message())}{hint}", err=True)
+            typer.echo(f"saewh: error: {one_line(exc.format_message())}{hint}", err=True)
             sys.exit(exc.exit_code)
         sys.exit(rv if isinstance(rv, int) else 0)
-
-
-def _one_line_text(text: str) -> str:
-    return " ".join(text.split())
 
 
 app = typer.Typer(
@@ -112,7 +108,7 @@ def run_guarded(fn: Callable[[], T]) -> T:
         code = exit_code_of(exc)
         if code is ExitCode.INTERNAL:
             raise fail(f"internal error: {type(exc).__name__}: {one_line(exc)}", code) from None
-        raise fail(one_line(exc) or type(exc).__name__, code) from None
+        raise fail(one_line(exc), code) from None
     except KeyboardInterrupt as exc:  # (warehouse.signals.Terminated is one: SIGTERM)
         message, code = _interruption(exc)
         raise fail(message, code) from None

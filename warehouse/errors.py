@@ -29,8 +29,12 @@ class ExitCode(enum.IntEnum):
 
 
 def one_line(text: object) -> str:
-    """`text` with every run of whitespace (newlines included) made one space."""
-    return " ".join(str(text).split())
+    """`text` with every run of whitespace (newlines included) made one space; for an
+    exception with no message, its class name (a reason is never empty)."""
+    line = " ".join(str(text).split())
+    if not line and isinstance(text, BaseException):
+        return type(text).__name__
+    return line
 
 
 class SaewhError(Exception):

@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from warehouse.errors import NotFound, UsageError, WarehouseError
+from warehouse.errors import NotFound, UsageError, WarehouseError, one_line
 from warehouse.sandbox import RefusedQuery, check_query, lock_down
 from warehouse.sqlfiles import SqlFile, Statement, parse_sql, sql_dir
 
@@ -82,7 +82,7 @@ def _open(
         # with the data read (+170 MB over 160M activation rows).  Set before lock_down.
         con.execute("SET enable_external_file_cache = false")
     except duckdb.Error as exc:
-        reason = _first_line(exc)
+        reason = one_line(exc)
         raise WarehouseError(f"{directory}: cannot open the warehouse database ({reason})") from None
     for path in read_files:
         if not Path(path).is_file():
@@ -94,9 +94,6 @@ def _open(
     return con, snapshot
 
 
-def _first_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
 
 def load_manifest(directory: Path) -> dict:
     """manifest.json, or WarehouseError when it is unreadable or lacks `sae.n_latents`."""
@@ -106,7 +103,7 @@ def load_manifest(directory: Path) -> dict:
         manifest = read_manifest(directory)
         int(manifest["sae"]["n_latents"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise WarehouseError(f"{directory}: unreadable manifest.json ({_first_line(exc)})") from None
+        raise WarehouseError(f"{directory}: unreadable manifest.json ({one_line(exc)})") from None
     return manifest
 
 

@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from warehouse.errors import QueryError
+from warehouse.errors import QueryError, one_line
 
 if TYPE_CHECKING:
     import duckdb
@@ -44,9 +44,6 @@ if TYPE_CHECKING:
 class RefusedQuery(QueryError):
     """The text is not one read-only query."""
 
-
-def _first_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # Functions a SELECT may name that act instead of computing: refused wherever they
@@ -115,7 +112,7 @@ def _serializable_select(con: duckdb.DuckDBPyConnection, text: str, depth: int =
     try:
         doc = json.loads(con.execute("SELECT json_serialize_sql($q)", {"q": text}).fetchone()[0])
     except (duckdb.Error, ValueError, TypeError, RecursionError) as exc:
-        return _first_line(exc)
+        return one_line(exc)
     if doc.get("error"):
         return str(doc.get("error_message") or doc.get("error_type") or "not a SELECT")
     if len(doc.get("statements", ())) != 1:
@@ -148,7 +145,7 @@ def check_query(con: duckdb.DuckDBPyConnection, text: str) -> None:
     try:
         statements = con.extract_statements(text)
     except duckdb.Error as exc:
-        raise RefusedQuery(f"cannot parse the query: {_first_line(exc)}") from None
+        raise RefusedQuery(f"cannot parse the query: {one_line(exc)}") from None
     if len(statements) != 1:
         raise RefusedQuery(f"expected one statement, got {len(statements)}; run them one at a time")
     kind = statements[0].type.name
