@@ -71,8 +71,9 @@ def render_ddl(root: Path, name: str = "schema.sql") -> list[str]:
     return [render(stmt) for stmt in split_statements(load_sql(name).sql)]
 
 
-def macro_statements(root: Path) -> list[str]:
+def macro_statements() -> list[str]:
     """sql/contract.sql (the contract's constants as macros), sql/macros.sql, then every
-    sql/macros_*.sql: later files may use earlier macros."""
+    sql/macros_*.sql: later files may use earlier macros.  They name no file (macros
+    read the views), so only the contract's constants are rendered."""
     names = ["contract.sql", "macros.sql"] + sorted(p.name for p in sql_dir().glob("macros_*.sql"))
-    return [stmt for name in names for stmt in render_ddl(root, name)]
+    return [render_contract(stmt) for name in names for stmt in split_statements(load_sql(name).sql)]

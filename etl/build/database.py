@@ -66,7 +66,7 @@ def finish_database(directory: Path, root: Path) -> None:
     try:
         for stmt in render_ddl(Path(root)):
             con.execute(stmt)
-        for stmt in macro_statements(Path(root)):
+        for stmt in macro_statements():
             con.execute(stmt)
         con.execute("CREATE TABLE warehouse_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         con.execute(
@@ -83,7 +83,7 @@ def rewrite_views(snapshot: Path) -> None:
     is published; never on a published one."""
     con = duckdb_connect(Path(snapshot) / DB_FILE)
     try:
-        for stmt in render_ddl(Path(snapshot)) + macro_statements(Path(snapshot)):
+        for stmt in render_ddl(Path(snapshot)) + macro_statements():
             con.execute(stmt)
         con.execute("UPDATE warehouse_meta SET value = $root WHERE key = 'root'", {"root": str(snapshot)})
     finally:
