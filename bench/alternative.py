@@ -18,7 +18,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from bench.run import (
     ensure_inputs,
     git_commit,
     log,
+    measured_run,
     parse_count,
     saewh_command,
     write_results,
@@ -66,14 +66,11 @@ con.execute(f"COPY (SELECT *, feature // 64 AS bucket FROM read_parquet('{rows}'
 
 
 def measure(cmd: list[str]) -> dict:
-    """Wall seconds and peak RSS of the largest process of `cmd` (and its children)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {cmd[:4]}\n{proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-    return {"seconds": wall, "peak_rss_bytes": usage.ru_maxrss * 1024}
+    """Wall seconds and peak RSS of the largest process of `cmd`; a failure ends the bench."""
+    run = measured_run(cmd)
+    if run["exit_code"] != 0:
+        raise SystemExit(f"failed: {cmd[:4]}\n{run['stderr']}")
+    return {"seconds": run["seconds"], "peak_rss_bytes": run["peak_rss_bytes"]}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,57 +24,33 @@ import hashlib
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 
 from bench.run import (
     CACHE,
-    ROOT,
     TOKENS_PER_REVIEW,
+    archived_saewh,
     ensure_inputs,
     git_commit,
     log,
+    measured_run,
     parse_count,
     saewh_command,
     write_results,
 )
 
 
-def archived_saewh(commit: str) -> tuple[list[str], str]:
-    """The CLI as it was at `commit` (its etl/, warehouse/, sql/), and the full hash."""
-    full = subprocess.run(["git", "-C", str(ROOT), "rev-parse", commit], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    root = CACHE / f"tree-{full[:12]}"
-    if not (root / "warehouse" / "cli.py").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile() as fh:
-            subprocess.run(["git", "-C", str(ROOT), "archive", full, "etl", "warehouse", "sql"], stdout=fh,
-                           check=True)
-            fh.seek(0)
-            with tarfile.open(fileobj=fh) as tar:
-                tar.extractall(root, filter="data")
-    code = f"import sys; sys.path.insert(0, {str(root)!r}); from warehouse.cli import app; app()"
-    return [sys.executable, "-c", code], full
-
-
 def timed_build(cli: list[str], h5: Path, npz: Path, wh: Path, workers: int) -> dict:
     shutil.rmtree(wh, ignore_errors=True)
     cmd = [*cli, "build", "--h5", str(h5), "--npz", str(npz), "--warehouse", str(wh),
            "--workers", str(workers)]
-    with tempfile.TemporaryFile("w+") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        if os.waitstatus_to_exitcode(status) != 0:
-            err.seek(0)
-            raise SystemExit(f"build failed: {' '.join(cmd)}\n{err.read()[-2000:]}")
-    # ru_maxrss of the children is the largest process's peak (the build or a worker).
-    return {"seconds": wall, "peak_rss_bytes": usage.ru_maxrss * 1024}
+    run = measured_run(cmd)
+    if run["exit_code"] != 0:
+        raise SystemExit(f"build failed: {' '.join(cmd)}\n{run['stderr']}")
+    # The largest process's peak: the build or one of its workers.
+    return {"seconds": run["seconds"], "peak_rss_bytes": run["peak_rss_bytes"]}
 
 
 def parquet_checksums(wh: Path) -> dict[str, str]:

@@ -33,6 +33,8 @@ import resource
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -126,6 +128,38 @@ def timed_runs(fn, repeats: int, warmup: int = 1) -> dict:
         fn()
         xs.append(time.perf_counter() - t0)
     return {"median_s": statistics.median(xs), "min_s": min(xs), "runs_s": xs}
+
+
+def measured_run(cmd: list[str], cwd: Path = ROOT) -> dict:
+    """Run `cmd` to its end: exit code, wall and CPU seconds, the peak RSS of its largest
+    process (`os.wait4`'s usage of that child and the children it waited for, not of
+    every child so far), and the tail of its stderr (kept in a file: a pipe could fill)."""
+    with tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        err.seek(0)
+        return {"exit_code": os.waitstatus_to_exitcode(status), "seconds": wall,
+                "peak_rss_bytes": usage.ru_maxrss * 1024, "cpu_s": usage.ru_utime + usage.ru_stime,
+                "stderr": err.read()[-2000:]}
+
+
+def archived_saewh(commit: str) -> tuple[list[str], str]:
+    """The CLI as it was at `commit` (its etl/, warehouse/, sql/), and the full hash."""
+    full = subprocess.run(["git", "-C", str(ROOT), "rev-parse", commit], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    root = CACHE / f"tree-{full[:12]}"
+    if not (root / "warehouse" / "cli.py").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile() as fh:
+            subprocess.run(["git", "-C", str(ROOT), "archive", full, "etl", "warehouse", "sql"], stdout=fh,
+                           check=True)
+            fh.seek(0)
+            with tarfile.open(fileobj=fh) as tar:
+                tar.extractall(root, filter="data")
+    code = f"import sys; sys.path.insert(0, {str(root)!r}); from warehouse.cli import app; app()"
+    return [sys.executable, "-c", code], full
 
 
 def write_results(path: Path, res: dict) -> None:

@@ -28,16 +28,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-from bench.run import CACHE, ROOT, git_commit, log, machine, parse_count, saewh_command
+from bench.run import (
+    CACHE,
+    ROOT,
+    archived_saewh,
+    git_commit,
+    log,
+    machine,
+    measured_run,
+    parse_count,
+    saewh_command,
+)
 
 FORMATS = ("parquet", "csv", "jsonl", "json")
 BASELINE_COMMIT = "8042aea"
@@ -54,33 +61,13 @@ def range_query(rows: int) -> str:
 
 def measure(cmd: list[str], out: Path) -> dict:
     """Run one export; wall seconds, this process's peak RSS, and the file's size."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    code = os.waitstatus_to_exitcode(status)
+    run = measured_run(cmd)
     size = out.stat().st_size if out.exists() else 0
     out.unlink(missing_ok=True)
-    if code != 0:
-        log(f"exit {code}: {err.strip()[-300:]}")
-    return {"exit_code": code, "seconds": wall, "peak_rss_bytes": usage.ru_maxrss * 1024,
-            "cpu_s": usage.ru_utime + usage.ru_stime, "output_bytes": size}
-
-
-def old_saewh(commit: str) -> list[str]:
-    """The CLI as it was at `commit` (its warehouse/ and sql/), on this interpreter."""
-    root = CACHE / f"old-{commit}"
-    if not (root / "warehouse" / "cli.py").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile() as fh:
-            subprocess.run(["git", "-C", str(ROOT), "archive", commit, "warehouse", "sql"], stdout=fh,
-                           check=True)
-            fh.seek(0)
-            with tarfile.open(fileobj=fh) as tar:
-                tar.extractall(root, filter="data")
-    code = f"import sys; sys.path.insert(0, {str(root)!r}); from warehouse.cli import app; app()"
-    return [sys.executable, "-c", code]
+    if run["exit_code"] != 0:
+        log(f"exit {run['exit_code']}: {run['stderr'].strip()[-300:]}")
+    return {"exit_code": run["exit_code"], "seconds": run["seconds"], "peak_rss_bytes": run["peak_rss_bytes"],
+            "cpu_s": run["cpu_s"], "output_bytes": size}
 
 
 def arrow_whole_table(warehouse: Path, query: str, out: Path) -> dict:
@@ -144,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     if not a.no_arrow_baseline:
         run("whole-table Arrow", "parquet", rows, lambda out: arrow_whole_table(wh, range_query(rows), out))
     if a.baseline_commit:
-        old = old_saewh(a.baseline_commit)
+        old = archived_saewh(a.baseline_commit)[0]
         query = range_query(base_rows)
         for fmt in [f for f in a.baseline_formats.split(",") if f]:
             run("streaming", fmt, base_rows, lambda out, f=fmt: export(new, wh, f, query, out))
