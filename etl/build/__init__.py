@@ -59,6 +59,7 @@ from etl.review_stats import group_codes
 from etl.staging import LockBusy, acquire_build_lock, release_lock
 from etl.tokenizer import load_tokenizer
 from warehouse.contract import BUCKET_WIDTH
+from warehouse.contract.parquet import parquet_writer
 from warehouse.signals import signals_held
 from warehouse.snapshots import CURRENT, SNAPSHOTS, is_legacy
 
@@ -383,8 +384,7 @@ def _finish_tables(ctx: BuildContext, merged: list, db_thread: ThreadPoolExecuto
         # Not one active slot: an empty file keeps the activations view's glob valid
         # (and token_feature_stats', written by the same merges).
         merge.activation_writer(out.activations_part(0)).close()
-        finish.write_parquet("token_feature_stats", finish.empty_table("token_feature_stats"),
-                             out.token_stats_part(0))
+        parquet_writer("token_feature_stats", out.token_stats_part(0)).close()
 
 
 def _check_target(target: Path, replace: bool) -> None:

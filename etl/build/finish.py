@@ -255,11 +255,6 @@ def write_vocabulary(out: SnapshotDir, work: WorkDir, vocab_strings: list[str], 
     write_parquet("vocabulary", table, out.table("vocabulary"))
 
 
-def empty_table(name: str) -> pa.Table:
-    """A table of the contract with no rows."""
-    return schema(name).empty_table()
-
-
 # --------------------------------------------------------------------------- manifest
 
 
