@@ -37,7 +37,7 @@ from inputs import SALSA, write_inputs
 from reliability import ROOT, assert_clean_error, saewh
 
 from warehouse.cli import ExitCode
-from warehouse.db import glob_escaped
+from warehouse.ddl import glob_escaped
 from warehouse.reports import _open
 from warehouse.sandbox import check_query
 

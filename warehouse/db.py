@@ -12,13 +12,13 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.ddl import glob_escaped, render_ddl
+from warehouse.ddl import render_ddl
 from warehouse.errors import WarehouseError, one_line
 from warehouse.snapshots import DB_FILE, current_snapshot, read_manifest
 from warehouse.sqlfiles import sql_string_literal
 
 # Re-exported for Python users: `from warehouse.db import connect, read_manifest`.
-__all__ = ["check_directory", "connect", "glob_escaped", "open_snapshot", "points_here", "read_manifest"]
+__all__ = ["check_directory", "connect", "open_snapshot", "points_here", "read_manifest"]
 
 
 def duckdb_connect(

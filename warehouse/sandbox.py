@@ -189,7 +189,7 @@ def _allowed(directories: Iterable[Path], read_files: Iterable[Path]) -> tuple[l
     their files): its raw form, were it `g[A]`, would be a pattern for `gA` beside it,
     and `glob('.../g[A]/*')` would list that sibling.  When the two forms differ, the
     files DuckDB opens (raw paths) are allowed one by one, as they are now."""
-    from warehouse.db import glob_escaped
+    from warehouse.ddl import glob_escaped
 
     dirs: set[str] = set()
     paths: set[str] = set()
