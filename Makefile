@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SOURCES := pyproject.toml $(wildcard etl/*.py etl/build/*.py etl/spark/*.py warehouse/*.py sql/*.sql sql/*/*.sql)
+# Every package file, found recursively: a fixed list of directories missed the packages
+# added later (warehouse/contract/, warehouse/render/, ...), so edits there were not installed.
+SOURCES := pyproject.toml $(shell find etl warehouse sql -name '*.py' -o -name '*.sql')
 DEMO ?= .demo
 DEMO_REVIEWS ?= 2000
 

@@ -346,6 +346,27 @@ def test_tables_are_parquet(wh, table):
     assert n == rows[0][0]
 
 
+# Encodings Spark 3.5's vectorized Parquet reader (the default of most managed clusters)
+# decodes; it rejects BYTE_STREAM_SPLIT ("Unsupported encoding"), which Spark 4 added.
+SPARK_35_ENCODINGS = {"PLAIN", "RLE", "BIT_PACKED", "PLAIN_DICTIONARY", "RLE_DICTIONARY",
+                      "DELTA_BINARY_PACKED", "DELTA_LENGTH_BYTE_ARRAY", "DELTA_BYTE_ARRAY"}
+
+
+def test_every_column_is_readable_by_spark_35(wh):
+    """No column chunk of any table uses an encoding Spark 3.5's default reader rejects."""
+    import pyarrow.parquet as pq
+
+    files = sorted(wh.path.rglob("*.parquet"))
+    assert files
+    for p in files:
+        meta = pq.ParquetFile(p).metadata
+        for g in range(meta.num_row_groups):
+            for c in range(meta.num_columns):
+                column = meta.row_group(g).column(c)
+                unreadable = set(column.encodings) - SPARK_35_ENCODINGS
+                assert not unreadable, f"{p.relative_to(wh.path)} {column.path_in_schema}: {unreadable}"
+
+
 # ---- macros ---------------------------------------------------------------------------
 
 

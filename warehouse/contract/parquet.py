@@ -67,7 +67,7 @@ _REVIEW_TOP = TableLayout(
         compression="zstd",
         use_dictionary=False,
         column_encoding=_encodings(
-            DELTA_BINARY_PACKED="review_idx rank feature n_tokens_active", BYTE_STREAM_SPLIT="max_value"
+            DELTA_BINARY_PACKED="review_idx rank feature n_tokens_active", PLAIN="max_value"
         ),
     ),
     row_group=1 << 17,
@@ -95,11 +95,11 @@ _ACTIVATIONS = TableLayout(
     # 620K-row bucket: 18.7 ns and 5.29 bytes a row, against 24.7 / 5.08 with zstd there
     # and 55.3 / 4.94 with zstd and a dictionary everywhere (README "Layout choices").
     dict(
-        compression={"token_pos": "none", "review_idx": "none", "feature": "lz4", "value": "lz4"},
+        compression={"token_pos": "none", "review_idx": "none", "feature": "lz4", "value": "zstd"},
         use_dictionary=False,
         write_statistics=["token_pos", "feature"],
         column_encoding=_encodings(
-            DELTA_BINARY_PACKED="token_pos review_idx", PLAIN="feature", BYTE_STREAM_SPLIT="value"
+            DELTA_BINARY_PACKED="token_pos review_idx", PLAIN="feature value"
         ),
     ),
     row_group=1 << 17,
@@ -121,13 +121,17 @@ _TOP_EXAMPLES = TableLayout(
         ]
     ),
     dict(
-        compression="lz4",
+        compression={
+            **{name: "lz4" for name in ("feature", "rank", "token_pos", "review_idx", "position", "stars",
+                                        "char_start", "char_end", "context_start", "context_end")},
+            "value": "zstd",
+        },
         use_dictionary=["stars"],
         write_statistics=["feature", "rank"],
         column_encoding=_encodings(
             DELTA_BINARY_PACKED="feature rank token_pos review_idx position char_start char_end "
             "context_start context_end",
-            BYTE_STREAM_SPLIT="value",
+            PLAIN="value",
         ),
     ),
 )
@@ -218,7 +222,7 @@ _TOKEN_FEATURE_STATS = TableLayout(
         use_dictionary=False,
         write_statistics=["token_id", "feature"],
         column_encoding=_encodings(
-            DELTA_BINARY_PACKED="token_id feature n_active", BYTE_STREAM_SPLIT="sum_value max_value"
+            DELTA_BINARY_PACKED="token_id feature n_active", PLAIN="sum_value max_value"
         ),
     ),
     row_group=1 << 14,
