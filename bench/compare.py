@@ -66,6 +66,36 @@ def parquet_checksums(wh: Path) -> dict[str, str]:
     return out
 
 
+def table_files(wh: Path) -> dict[str, list[Path]]:
+    """Each table's Parquet files in the warehouse's current snapshot, by table (the first
+    part of their path: a directory of parts or one file)."""
+    snapshot = (wh / "current").resolve() if (wh / "current").exists() else wh
+    out: dict[str, list[Path]] = {}
+    for path in sorted(snapshot.rglob("*.parquet")):
+        out.setdefault(path.relative_to(snapshot).parts[0].removesuffix(".parquet"), []).append(path)
+    return out
+
+
+def table_digests(wh: Path) -> dict[str, dict]:
+    """Per table: bytes on disk, rows, and an order-independent digest of its rows (the
+    sum of every row's hash): equal digests mean the same rows, however they are
+    encoded, compressed or ordered in the files."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    out = {}
+    for table, files in table_files(wh).items():
+        rows, digest = con.execute(
+            "SELECT count(*), sum(hash(*COLUMNS(*))::HUGEINT)::VARCHAR "
+            "FROM read_parquet($files, hive_partitioning = false)",
+            {"files": [str(f) for f in files]},
+        ).fetchone()
+        out[table] = {"bytes": sum(f.stat().st_size for f in files), "rows": rows, "digest": digest}
+    con.close()
+    return out
+
+
 def compare(baseline: str, n_reviews: int, seed: int, workers: int, repeats: int) -> dict:
     h5, npz, _ = ensure_inputs(n_reviews, seed)
     old_cli, old_commit = archived_saewh(baseline)
@@ -81,6 +111,9 @@ def compare(baseline: str, n_reviews: int, seed: int, workers: int, repeats: int
     added = sorted(set(new) - set(old))
     differing = sorted(p for p in old if old[p] != new.get(p))
     same = not differing
+    # When bytes differ (a layout change), the rows must not: compared by digest.
+    tables = {name: table_digests(CACHE / f"compare-{name}-r{n_reviews}") for name in sides}
+    size = {name: sum(t["bytes"] for t in ts.values()) for name, ts in tables.items()}
     median = {name: statistics.median(r["seconds"] for r in rs) for name, rs in runs.items()}
     peak = {name: max(r["peak_rss_bytes"] for r in rs) for name, rs in runs.items()}
     return {
@@ -99,6 +132,12 @@ def compare(baseline: str, n_reviews: int, seed: int, workers: int, repeats: int
         "parquet_differing": differing[:20],
         "parquet_added": len(added),
         "parquet_added_tables": sorted({p.split("/")[0].removesuffix(".parquet") for p in added}),
+        "tables": tables,
+        "rows_identical": all(tables["current"].get(t, {}).get("digest") == d["digest"]
+                              for t, d in tables["baseline"].items()),
+        "parquet_bytes": size,
+        "h5_bytes": h5.stat().st_size,
+        "size_ratio_current_over_baseline": size["current"] / size["baseline"],
     }
 
 
@@ -113,6 +152,16 @@ def print_summary(res: dict) -> None:
     print(f"time ratio current/baseline: {res['time_ratio_current_over_baseline']:.3f}")
     verdict = "identical" if res["parquet_identical"] else f"DIFFERENT: {res['parquet_differing']}"
     print(f"Parquet files of the baseline: {res['parquet_files']}, {verdict}")
+    if "tables" in res:
+        rows = "the same rows in every table" if res["rows_identical"] else "DIFFERENT ROWS"
+        print(f"Parquet bytes: baseline {res['parquet_bytes']['baseline'] / 1e6:,.1f} MB, current "
+              f"{res['parquet_bytes']['current'] / 1e6:,.1f} MB (ratio "
+              f"{res['size_ratio_current_over_baseline']:.3f}; current / H5 "
+              f"{res['parquet_bytes']['current'] / res['h5_bytes']:.3f}); {rows}")
+        for table, d in res["tables"]["current"].items():
+            before = res["tables"]["baseline"].get(table, {}).get("bytes")
+            was = f"{before / 1e6:9.1f}" if before else f"{'(new)':>9}"
+            print(f"  {table:24} {was} -> {d['bytes'] / 1e6:9.1f} MB")
     if res.get("parquet_added"):
         print(f"added: {res['parquet_added']} files ({', '.join(res['parquet_added_tables'])})")
 

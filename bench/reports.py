@@ -28,6 +28,10 @@ TOKEN_SEARCH = (
     "SELECT feature, n_hits, n_occurrences FROM token_search($pattern, regex := true) "
     "ORDER BY n_hits DESC, feature"
 )
+REVIEW_SET = (
+    "SELECT feature, n_active_reviews FROM business_features($business_id, min_reviews := 1) "
+    "ORDER BY n_active_reviews DESC, feature"
+)
 TEXT_SEARCH = (
     "SELECT m.review_idx, r.feature, r.max_value, r.n_tokens_active, r.feature_rank "
     "FROM text_search($pattern, k := 10, n_features := 5) r JOIN reviews m ON m.review_id = r.review_id "
@@ -52,11 +56,19 @@ def _picks(con) -> dict:
         "LIMIT 1 OFFSET (SELECT count(*) // 2 FROM features WHERE n_active > 0)"
     ).fetchone()[0]
     densest = con.execute("SELECT feature FROM features ORDER BY n_active DESC LIMIT 1").fetchone()[0]
-    business = con.execute(
-        "SELECT business_id FROM reviews WHERE n_tokens > 0 GROUP BY ALL ORDER BY count(*) DESC LIMIT 1"
-    ).fetchone()[0]
-    return {"common_token": common, "median_feature": median, "densest_feature": densest,
-            "business": business}
+    by_size = ("SELECT business_id, count(*) AS n FROM reviews "
+               "WHERE n_tokens > 0 AND business_id IS NOT NULL GROUP BY ALL ORDER BY n DESC, business_id")
+    business, n_largest = con.execute(by_size + " LIMIT 1").fetchone()
+    # The business at the median of the businesses' review counts.
+    median_business, n_median = con.execute(
+        by_size + " LIMIT 1 OFFSET (SELECT count(DISTINCT business_id) // 2 FROM reviews WHERE n_tokens > 0)"
+    ).fetchone()
+    # The longest review: the most activations to rank.
+    longest = "SELECT review_id FROM reviews ORDER BY n_tokens DESC, review_idx LIMIT 1"
+    review = con.execute(longest).fetchone()[0]
+    return {"review": review, "common_token": common, "median_feature": median, "densest_feature": densest,
+            "business": business, "business_reviews": n_largest,
+            "median_business": median_business, "median_business_reviews": n_median}
 
 
 def warm_pairs(wh: Path, repeats: int) -> list[dict]:
@@ -67,6 +79,7 @@ def warm_pairs(wh: Path, repeats: int) -> list[dict]:
     con = connect(wh)
     picks = _picks(con)
     token_report = parse_sql((ROOT / "sql/reports/token.sql").read_text()).statements[0].sql
+    review_report = parse_sql((ROOT / "sql/reports/review.sql").read_text()).statements[-1].sql
     cases = [
         ("token ' salsa'", token_report, {"token": " salsa", "k": 20}, "token", {"token": " salsa"}),
         (f"token {picks['common_token']!r} (most frequent)", token_report,
@@ -75,6 +88,12 @@ def warm_pairs(wh: Path, repeats: int) -> list[dict]:
          "token_search", {"pattern": SALS}),
         ("text_search 'pineapple salsa', features of 10 reviews", TEXT_SEARCH, {"pattern": PINEAPPLE},
          "text_search", {"pattern": PINEAPPLE, "k": 10, "n_features": 5}),
+        ("report review's features, the longest review", review_report,
+         {"review_id": picks["review"], "k": 20}, "review", {"review_id": picks["review"], "k": 20}),
+    ] + [
+        (f"business_features, {label} business ({picks[f'{which}_reviews']:,} reviews)",
+         REVIEW_SET, {"business_id": picks[which]}, "review_set_features", {"business_id": picks[which]})
+        for which, label in (("business", "largest"), ("median_business", "median"))
     ]
     out = []
     for label, new_sql, new_args, scan, scan_args in cases:
@@ -113,6 +132,8 @@ def report_processes(wh: Path, picks: dict, repeats: int) -> list[dict]:
         ["spreads"], ["star-signal"], ["concentration"],
         ["top-k-diverse", "--feature", med], ["top-k", "--feature", med], ["feature", "--feature", med],
         ["business-features", "--business-id", picks["business"]],
+        ["business-features", "--business-id", picks["median_business"]],
+        ["review", "--review-id", picks["review"]],
     ]
     out = []
     for args in cases:

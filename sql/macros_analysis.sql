@@ -459,9 +459,11 @@ WITH s AS (
     WHERE n_tokens > 0 AND review_idx IN (SELECT unnest(review_ids))
 ),
 n AS (SELECT count(*) AS n_reviews FROM s),
+-- review_active_features is in review order with row-group statistics: a set of
+-- reviews reads the row groups holding them, one row per (review, active feature).
 hits AS (
-    SELECT feature, count(DISTINCT review_idx) AS n_active_reviews
-    FROM activations
+    SELECT feature, count(*) AS n_active_reviews
+    FROM review_active_features
     WHERE review_idx IN (SELECT review_idx FROM s)
     GROUP BY feature
 )

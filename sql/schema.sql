@@ -39,6 +39,12 @@ SELECT * FROM read_parquet({{files feature_review_stats}});
 CREATE OR REPLACE VIEW review_top_features AS
 SELECT * FROM read_parquet({{files review_top_features}});
 
+-- Every (review, feature active on at least one of its tokens), in (review, feature)
+-- order with row-group statistics on review_idx: a set of reviews reads only the row
+-- groups that hold them.  Parts as review_top_features'.
+CREATE OR REPLACE VIEW review_active_features AS
+SELECT review_idx, feature FROM read_parquet({{files review_active_features}});
+
 -- Per (token id, feature): n_active, sum_value, max_value of the feature's activations
 -- on that token; one file per feature bucket, each in (token_id, feature) order.
 CREATE OR REPLACE VIEW token_feature_stats AS

@@ -220,6 +220,32 @@ def test_activations_table(wh):
     assert n_bad == (0,)
 
 
+def test_review_active_features_table(wh):
+    """One row per (review, feature active on one of its tokens) of the H5 scan, no
+    duplicates; each file in review runs with features ascending, so a review's rows
+    sit in one row group or a few (split reviews: all in part-split)."""
+    import pyarrow.parquet as pq
+
+    exp = sorted({(ri, f) for _, ri, f, _, _ in wh.bf.activations(range(N_LATENTS))})
+    _, got = wh.q("SELECT review_idx, feature FROM review_active_features ORDER BY ALL")
+    assert got == exp
+    _, (n_rows,) = wh.q("SELECT count(*) FROM review_active_features")
+    assert n_rows == (len(exp),)
+    seen: set[int] = set()
+    for path in sorted(wh.path.rglob("review_active_features/*.parquet")):
+        t = pq.read_table(path)
+        r, f = t.column("review_idx").to_numpy(), t.column("feature").to_numpy()
+        if not len(r):
+            continue
+        heads = np.flatnonzero(np.append(True, r[1:] != r[:-1]))
+        runs = r[heads].tolist()
+        assert len(set(runs)) == len(runs), f"{path}: a review in two runs"
+        assert not seen & set(runs), f"{path}: a review in two files"
+        seen |= set(runs)
+        for a, b in zip(heads.tolist(), [*heads[1:].tolist(), len(r)], strict=True):
+            assert (np.diff(f[a:b]) > 0).all(), f"{path}: features not ascending in review {r[a]}"
+
+
 def test_reviews_table(wh):
     _, got = wh.q(f"SELECT {cols('reviews')} FROM reviews ORDER BY review_idx")
     assert_rows("reviews", got, wh.bf.reviews_table())

@@ -93,6 +93,46 @@ def test_review_features_fast_and_general_paths(wh):
     assert wide, "some review has more than 100 features, so the materialization truncates"
 
 
+def _review_report_features(bf: BruteForce, review_id: str, k: int) -> list[tuple]:
+    """`report review`'s features section by brute force: (rank, feature, max_value,
+    n_tokens_active, peak_position, peak_token), the peak the review's first token
+    (in file order) holding the maximum."""
+    import h5py
+
+    r = bf.by_id[review_id]
+    token_of = {row[1]: row[3] for row in bf.review_tokens(review_id)}
+    best: dict[int, tuple] = {}
+    with h5py.File(bf.h5_path, "r") as f:
+        for p, t in enumerate(r.token_positions):
+            values = f["z_val"][t].astype(np.float32).tolist()
+            for feat, v in zip(f["z_idx"][t].tolist(), values, strict=True):
+                if v > 0:
+                    m, n, peak = best.get(feat, (v, 0, p))
+                    best[feat] = (v, n + 1, p) if v > m else (m, n + 1, peak)
+    order = sorted(best, key=lambda feat: (-best[feat][0], feat))[:k]
+    return [(i, feat, best[feat][0], best[feat][1], best[feat][2], token_of[r.token_positions[best[feat][2]]])
+            for i, feat in enumerate(order, start=1)]
+
+
+def test_review_report_features(wh):
+    """`report review`'s features (ranked from review_features, peaks looked up in their
+    buckets) on both sides of review_top(), against the H5 scan."""
+    from pathlib import Path
+
+    from warehouse.sqlfiles import parse_sql
+
+    bf, con = wh
+    path = Path(__file__).parents[1] / "sql" / "reports" / "review.sql"
+    features = [st for st in parse_sql(path.read_text(), path).statements if st.name == "features"][0].sql
+    reviews = [r for r in bf.reviews if r.n_tokens][:6]
+    for r in reviews:
+        for k in (5, 100, 101):
+            got = q(con, features, {"review_id": r.review_id, "k": k})
+            exp = _review_report_features(bf, r.review_id, k)
+            assert [g[:2] + g[3:6] for g in got] == [e[:2] + e[3:] for e in exp], (r.review_id, k)
+            assert all(np.float32(g[2]) == np.float32(e[2]) for g, e in zip(got, exp, strict=True))
+
+
 def test_review_top_features_table(wh):
     """The materialization itself: per review, the 100 strongest features, ranked."""
     bf, con = wh

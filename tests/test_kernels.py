@@ -91,15 +91,17 @@ def test_review_pairs(seed):
 
 @pytest.mark.parametrize("seed", RNG_SEEDS)
 def test_rank_review_features(seed):
-    """Whole reviews are ranked (k strongest, ties by feature); the pairs of reviews cut
-    by the block go to `partials`, unranked."""
+    """Whole reviews are ranked (k strongest, ties by feature) and all their active
+    features listed by (review, feature); the pairs of reviews cut by the block go to
+    `partials`, unranked."""
     rng = np.random.default_rng(seed)
     counts, fs, tl, v, _ = _chunk(rng)
     reviews = np.repeat(np.array([3, 1, 4, 0, 2]), [6, 10, 4, 12, 8])
     n_tokens_of = np.array([12, 10, 20, 6, 4])  # review 2 continues past the block
     partials: list = []
     k = 3
-    g, rank, f, m, c = kernels.rank_review_features(counts, fs, tl, v, reviews, n_tokens_of, partials, k)
+    (g, rank, f, m, c), (ar, af) = kernels.rank_review_features(
+        counts, fs, tl, v, reviews, n_tokens_of, partials, k)
     pairs = defaultdict(lambda: [0.0, 0])
     for ff, t, vv in zip(fs.tolist(), tl.tolist(), v.tolist()):
         pair = pairs[(int(reviews[t]), ff)]
@@ -110,6 +112,10 @@ def test_rank_review_features(seed):
         want += [(review, i + 1, ff, -mm, cc) for i, (mm, ff, cc) in enumerate(mine)]
     got = list(zip(g.tolist(), rank.tolist(), f.tolist(), m.tolist(), c.tolist()))
     assert sorted(got) == sorted(want)
+    # In the block's review order (3, 1, 4, 0), features ascending within each; not 2.
+    order = {review: i for i, review in enumerate((3, 1, 4, 0))}
+    active = sorted(((rr, ff) for rr, ff in pairs if rr != 2), key=lambda p: (order[p[0]], p[1]))
+    assert list(zip(ar.tolist(), af.tolist())) == active
     cut = {(rr, ff): (mm, cc) for (rr, ff), (mm, cc) in pairs.items() if rr == 2}
     held = [x for p in partials for x in zip(*(a.tolist() for a in p))]
     assert {(rr, ff): (mm, cc) for rr, ff, mm, cc in held} == cut

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from warehouse.contract import TABLES
+from warehouse.contract import TABLE_GLOBS, TABLES
 from warehouse.ddl import render_contract, table_files
 from warehouse.errors import NotFound, UsageError
 from warehouse.snapshots import CURRENT, current_snapshot
@@ -37,7 +37,7 @@ QUERIES: dict[str, tuple[str, ...]] = {
 }
 # The partitioned tables: directories of parts (activations' hive `bucket=N` directories
 # give its `bucket` column).
-_PARTITIONED = ("activations", "tokens", "review_top_features")
+_PARTITIONED = tuple(TABLE_GLOBS)
 
 
 def snapshot_path(warehouse: Path | str) -> Path:

@@ -88,7 +88,8 @@ class SnapshotDir:
 
     root: Path
 
-    PARTITIONED = ("activations", "tokens", "review_top_features", "token_feature_stats")  # parts
+    PARTITIONED = ("activations", "tokens", "review_top_features", "review_active_features",
+                   "token_feature_stats")  # parts
 
     @property
     def work(self) -> WorkDir:
@@ -116,6 +117,14 @@ class SnapshotDir:
     def review_top_split(self) -> Path:
         """The ranked features of the reviews no single worker saw whole."""
         return self.root / "review_top_features" / "part-split.parquet"
+
+    def review_active_part(self, worker: int) -> Path:
+        return self.root / "review_active_features" / f"part-{worker:04d}.parquet"
+
+    @property
+    def review_active_split(self) -> Path:
+        """The active features of the reviews no single worker saw whole."""
+        return self.root / "review_active_features" / "part-split.parquet"
 
     def token_stats_part(self, bucket: int) -> Path:
         return self.root / "token_feature_stats" / f"part-{bucket:05d}.parquet"

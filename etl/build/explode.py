@@ -1,6 +1,6 @@
 """Phase 2, in each worker: a disjoint token range of the H5, exploded into per-bucket
-spill files (for the merge), the `tokens` table, and each review's strongest features
-(`review_top_features`)."""
+spill files (for the merge), the `tokens` table, each review's strongest features
+(`review_top_features`) and every feature active in it (`review_active_features`)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from etl.build.files import (
     texts_at,
 )
 from etl.build.kernels import (
+    empty_review_active,
     empty_review_top,
     excl_cumsum,
     explode_chunk,
@@ -118,6 +119,7 @@ class _Explode:
         self.zeros = self.rows = 0
         self.tokens = parquet_writer("tokens", ctx.out.tokens_part(worker))
         self.review_top = parquet_writer("review_top_features", ctx.out.review_top_part(worker))
+        self.review_active = parquet_writer("review_active_features", ctx.out.review_active_part(worker))
         self.bounds = NpyWriter(np.load(ctx.work.token_bounds, mmap_mode="r"))
         self.token_ids = NpyWriter(np.load(ctx.work.token_ids, mmap_mode="r"))
 
@@ -132,11 +134,22 @@ class _Explode:
         reviews = np.array(np.load(work.token_review, mmap_mode="r")[s:e])
         # Each sub-block (Tuning.sort_block_tokens) is a run of the spill files; cuts
         # fall on review boundaries so reviews stay whole for the ranking.
-        top_parts = [
+        blocks = [
             self._sub_block(s + lo, idx[lo:hi], val[lo:hi], reviews[lo:hi])
             for lo, hi in sub_blocks(reviews, ctx.settings.tuning.sort_block_tokens)
         ]
-        top = [np.concatenate(c) for c in zip(*top_parts)] if top_parts else empty_review_top()
+        if blocks:
+            top = [np.concatenate(c) for c in zip(*(b[0] for b in blocks))]
+            active = [np.concatenate(c) for c in zip(*(b[1] for b in blocks))]
+        else:
+            top, active = empty_review_top(), empty_review_active()
+        self.review_active.write_table(
+            pa.table(
+                {"review_idx": active[0].astype(np.int32), "feature": active[1].astype(np.int32)},
+                schema=schema("review_active_features"),
+            ),
+            row_group_size=row_group("review_active_features"),
+        )
         self.review_top.write_table(
             pa.table(
                 {
@@ -190,6 +203,7 @@ class _Explode:
     def close(self) -> None:
         self.tokens.close()
         self.review_top.close()
+        self.review_active.close()
         self.spills.close()
         self.bounds.close()
         self.token_ids.close()
@@ -200,7 +214,8 @@ class _Explode:
         ctx, worker, n_runs = self.ctx, self.worker, self.spills.n_runs
         if n_runs:
             runs_by_bucket(ctx.work, worker, n_runs, ctx.settings.n_latents, ctx.settings.tuning.runs_at_once)
-        parts = (ctx.out.tokens_part(worker), ctx.out.review_top_part(worker))
+        out = ctx.out
+        parts = (out.tokens_part(worker), out.review_top_part(worker), out.review_active_part(worker))
         files = [finished_file(ctx.out.root, p) for p in parts]
         if self.partials:
             part = [np.concatenate(c) for c in zip(*self.partials)]

@@ -108,7 +108,8 @@ def write_reviews(
 
 def write_review_top_partials(out: SnapshotDir, workers: int, n_reviews: int) -> None:
     """Reviews split across chunks or workers: merge their per-run feature pairs (max of
-    maxima, sum of counts) and rank them like the complete reviews."""
+    maxima, sum of counts), rank them like the complete reviews, and write every pair
+    (`review_active_features`' split part)."""
     parts = [np.load(out.work.review_partials(w)) for w in range(workers)]
     r = np.concatenate([p["review"] for p in parts]).astype(np.int64)
     f = np.concatenate([p["feature"] for p in parts]).astype(np.int64)
@@ -116,6 +117,9 @@ def write_review_top_partials(out: SnapshotDir, workers: int, n_reviews: int) ->
     c = np.concatenate([p["count"] for p in parts]).astype(np.int64)
     if len(r):
         r, f, v, c = combine_pairs(r, f, v, c)
+    active = pa.table({"review_idx": r.astype(np.int32), "feature": f.astype(np.int32)},
+                      schema=schema("review_active_features"))
+    write_parquet("review_active_features", active, out.review_active_split)
     g, rank, tf, tv, tc = top_per_group(r, f, v, c, max(n_reviews, 1), REVIEW_TOP)
     table = pa.table(
         {

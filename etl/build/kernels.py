@@ -219,9 +219,14 @@ def sub_blocks(reviews: np.ndarray, size: int) -> list[tuple[int, int]]:
 
 
 def empty_review_top() -> list[np.ndarray]:
-    """`rank_review_features`' answer for no rows."""
+    """`rank_review_features`' top for no rows."""
     z = np.zeros(0, np.int64)
     return [z, z, z, np.zeros(0, np.float32), z]
+
+
+def empty_review_active() -> list[np.ndarray]:
+    """`rank_review_features`' active pairs for no rows."""
+    return [np.zeros(0, np.int64), np.zeros(0, np.int64)]
 
 
 def rank_review_features(counts, fs, tl, v, reviews, n_tokens_of, partials: list, k: int) -> tuple:
@@ -231,7 +236,9 @@ def rank_review_features(counts, fs, tl, v, reviews, n_tokens_of, partials: list
 
     `counts, fs, tl, v` are `explode_chunk`'s answer for the block, `reviews` its tokens'
     review_idx and `n_tokens_of` every review's token count.
-    Returns (review_idx, rank, feature, max_value, n_tokens_active), by review, rank.
+    Returns the top, (review_idx, rank, feature, max_value, n_tokens_active) by review
+    and rank, and every feature active in each whole review, (review_idx, feature) by
+    review and feature (`review_active_features`).
     """
     m = len(reviews)
     change = np.empty(m, bool)
@@ -253,7 +260,23 @@ def rank_review_features(counts, fs, tl, v, reviews, n_tokens_of, partials: list
     keep = complete[g]
     if not keep.all():
         g, rank, tf, tv, tc = g[keep], rank[keep], tf[keep], tv[keep], tc[keep]
-    return run_review[g], rank, tf, tv, tc
+    return (run_review[g], rank, tf, tv, tc), review_major(plr, pf, complete, run_review)
+
+
+def review_major(plr: np.ndarray, pf: np.ndarray, complete: np.ndarray, run_review: np.ndarray) -> tuple:
+    """The pairs of the complete runs, (review_idx, feature) in (review, feature) order.
+
+    The pairs come feature-major (features ascending, runs ascending within each), so
+    a stable sort by run alone orders them: on 16-bit keys numpy's stable sort is a
+    radix sort (a block holds far fewer than 65,536 runs): 16 ns a pair on a block of
+    520K pairs in 300 runs, against 136 for the same sort of 32-bit keys (timsort) and
+    414 for a lexsort of both keys.
+    """
+    keys = plr.astype(np.uint16) if len(run_review) <= 1 << 16 else plr
+    order = np.argsort(keys, kind="stable")
+    if not complete.all():
+        order = order[complete[plr[order]]]
+    return run_review[plr[order]], pf[order]
 
 
 def combine_pairs(a: np.ndarray, b: np.ndarray, m: np.ndarray, c: np.ndarray) -> tuple:

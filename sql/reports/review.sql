@@ -14,23 +14,29 @@ FROM reviews
 WHERE review_id = $review_id;
 
 -- statement: features -- the review's strongest features
+-- review_features ranks them (k <= review_top(): the review's rows of
+-- review_top_features); each one's peak is then looked up in its bucket, inside the
+-- review's token range, rather than by ranking every activation of the review (a scan
+-- of all of `activations` and `tokens`).
 WITH r AS (
     SELECT review_idx, first_token_pos, last_token_pos FROM reviews WHERE review_id = $review_id
 ),
-acts AS (
-    SELECT a.feature, a.value, a.token_pos,
-           row_number() OVER (PARTITION BY a.feature ORDER BY a.value DESC, a.token_pos) AS nth,
-           count(*) OVER (PARTITION BY a.feature) AS n_tokens_active
+top AS (
+    SELECT row_number() OVER (ORDER BY max_value DESC, feature) AS rank, feature, max_value, n_tokens_active
+    FROM review_features($review_id, $k)
+),
+peaks AS (
+    SELECT a.feature, min(a.token_pos) AS token_pos
     FROM activations a
-    JOIN r ON a.review_idx = r.review_idx
-          AND a.token_pos BETWEEN r.first_token_pos AND r.last_token_pos
+    JOIN top ON a.feature = top.feature AND a.value = top.max_value
+    JOIN r ON a.review_idx = r.review_idx AND a.token_pos BETWEEN r.first_token_pos AND r.last_token_pos
+    GROUP BY a.feature
 )
-SELECT row_number() OVER (ORDER BY a.value DESC, a.feature) AS rank,
-       a.feature, a.value AS max_value, a.n_tokens_active,
+SELECT top.rank, top.feature, top.max_value, top.n_tokens_active,
        t.position AS peak_position, t.token AS peak_token, f.density
-FROM acts a
-JOIN tokens t ON t.token_pos = a.token_pos
-JOIN features f ON f.feature = a.feature
-WHERE a.nth = 1
-ORDER BY rank
-LIMIT $k;
+FROM top
+JOIN peaks p ON p.feature = top.feature
+JOIN tokens t ON t.token_pos = p.token_pos
+JOIN r ON t.token_pos BETWEEN r.first_token_pos AND r.last_token_pos
+JOIN features f ON f.feature = top.feature
+ORDER BY top.rank;

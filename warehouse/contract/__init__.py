@@ -10,7 +10,7 @@ sql/ repeats a number.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # 2: review_top_features, top_examples contexts, native copies
 # 3: top_examples' contexts only in warehouse.duckdb (the Parquet file holds offsets)
 # 4: contexts cut by the top_examples view; reviews_native holds the texts
@@ -18,6 +18,8 @@ SCHEMA_VERSION = 6
 # 6: the contract's constants as macros (sql/contract.sql: bucket_of, top_materialized, ...);
 #    feature_review_stats: p-values, conditional AUROC, concentration expected by chance;
 #    token_feature_stats and vocabulary (token-major questions without a scan)
+# 7: review_active_features (review-set questions without a scan); float columns PLAIN
+#    (Spark 3.5's default reader rejects BYTE_STREAM_SPLIT)
 
 BUCKET_WIDTH = 64  # features per `activations` partition: bucket = feature // BUCKET_WIDTH
 TOP_MATERIALIZED = 100  # strongest activations precomputed per feature (top_examples)
@@ -37,7 +39,8 @@ SQL_CONSTANTS: dict[str, int] = {
 
 TABLES = (
     "activations", "tokens", "reviews", "features", "top_examples", "feature_stars",
-    "feature_review_stats", "review_top_features", "token_feature_stats", "vocabulary",
+    "feature_review_stats", "review_top_features", "review_active_features", "token_feature_stats",
+    "vocabulary",
 )
 
 # The tables stored as several files, relative to the warehouse (the manifest lists the
@@ -46,6 +49,7 @@ TABLE_GLOBS = {
     "activations": "activations/bucket=*/part-0.parquet",
     "tokens": "tokens/*.parquet",
     "review_top_features": "review_top_features/*.parquet",
+    "review_active_features": "review_active_features/*.parquet",
     "token_feature_stats": "token_feature_stats/*.parquet",
 }
 
@@ -61,6 +65,7 @@ CONTRACT_COLUMNS = {
     "feature_stars": ("feature", "stars", "n_active_reviews", "sum_max_value"),
     "feature_review_stats": ("feature", "n_rated", "n_low", "n_high", "n_rated_active", "n_low_active",
                              "n_high_active", "auroc", "auroc_se", "spearman"),
+    "review_active_features": ("review_idx", "feature"),
     "token_feature_stats": ("token_id", "feature", "n_active", "sum_value", "max_value"),
     "vocabulary": ("token_id", "token", "n_occurrences"),
 }
